@@ -1,0 +1,194 @@
+// postern-spool: looks into one shard's spool, also while its worker runs.
+//
+//   postern-spool --dir <data_dir>/spool/<shard> [--json] list
+//   postern-spool --dir <data_dir>/spool/<shard> body <queue_id>
+//   postern-spool --dir <data_dir>/spool/<shard> count
+//
+// list: one line per message, oldest first: queue id, sender ("<>" for the
+//   null sender), recipients (comma separated), body size; tab separated.
+//   With --json, one JSON object per line with queue_id, sender, recipients,
+//   body_size, arrival_time (RFC 3339, UTC).
+// body: the body bytes, exactly as spooled, on stdout.
+// count: the number of messages.
+// Corrupt records are reported on stderr and skipped. Exit status 0 on
+// success, 1 on any error (with a message on stderr).
+//
+// It opens the spool through SpoolStore::OpenReadOnly (a RocksDB secondary
+// instance) and so sees what was durable when it started.
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "proto/queue.pb.h"
+#include "queue/spool_store.h"
+
+namespace postern {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: postern-spool --dir <data_dir>/spool/<shard> [--json] list\n"
+    "       postern-spool --dir <data_dir>/spool/<shard> body <queue_id>\n"
+    "       postern-spool --dir <data_dir>/spool/<shard> count\n";
+
+int Fail(std::string_view message) {
+  std::fprintf(stderr, "postern-spool: %.*s\n", static_cast<int>(message.size()), message.data());
+  return 1;
+}
+
+int Fail(const absl::Status& status) { return Fail(status.ToString()); }
+
+// Appends `s` as a JSON string. Bytes that are not valid UTF-8 become U+FFFD
+// so every line stays valid JSON whatever a client sent.
+void AppendJsonString(std::string_view s, std::string* out) {
+  out->push_back('"');
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(static_cast<char>(c));
+      ++i;
+    } else if (c < 0x20 || c == 0x7F) {
+      absl::StrAppend(out, "\\u00", absl::Hex(c, absl::kZeroPad2));
+      ++i;
+    } else if (c < 0x80) {
+      out->push_back(static_cast<char>(c));
+      ++i;
+    } else {
+      // A well-formed UTF-8 sequence (no overlongs, surrogates or > U+10FFFF)?
+      size_t n = 0;
+      uint32_t min = 0;
+      if (c >= 0xC2 && c <= 0xDF) {
+        n = 2, min = 0x80;
+      } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3, min = 0x800;
+      } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4, min = 0x10000;
+      }
+      uint32_t cp = n == 2 ? c & 0x1F : n == 3 ? c & 0x0F : c & 0x07;
+      bool ok = n != 0 && i + n <= s.size();
+      for (size_t k = 1; ok && k < n; ++k) {
+        const auto cc = static_cast<unsigned char>(s[i + k]);
+        ok = (cc & 0xC0) == 0x80;
+        cp = (cp << 6) | (cc & 0x3F);
+      }
+      ok = ok && cp >= min && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
+      if (ok) {
+        out->append(s.substr(i, n));
+        i += n;
+      } else {
+        out->append("\xEF\xBF\xBD");
+        ++i;
+      }
+    }
+  }
+  out->push_back('"');
+}
+
+std::string ArrivalTime(const queue::v1::Envelope& e) {
+  const absl::Time t = absl::FromUnixSeconds(e.arrival_time().seconds()) +
+                       absl::Nanoseconds(e.arrival_time().nanos());
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
+}
+
+std::string ListLine(const queue::v1::Envelope& e, bool json) {
+  std::vector<std::string> recipients;
+  for (const auto& r : e.recipients()) recipients.push_back(r.address());
+  std::string line;
+  if (!json) {
+    absl::StrAppend(&line, e.queue_id(), "\t", e.sender().empty() ? "<>" : e.sender(), "\t",
+                    absl::StrJoin(recipients, ","), "\t", e.body_size(), "\n");
+    return line;
+  }
+  line = "{\"queue_id\":";
+  AppendJsonString(e.queue_id(), &line);
+  line += ",\"sender\":";
+  AppendJsonString(e.sender(), &line);
+  line += ",\"recipients\":[";
+  for (size_t i = 0; i < recipients.size(); ++i) {
+    if (i > 0) line += ",";
+    AppendJsonString(recipients[i], &line);
+  }
+  absl::StrAppend(&line, "],\"body_size\":", e.body_size(), ",\"arrival_time\":");
+  AppendJsonString(ArrivalTime(e), &line);
+  line += "}\n";
+  return line;
+}
+
+bool WriteAll(std::string_view bytes) {
+  return std::fwrite(bytes.data(), 1, bytes.size(), stdout) == bytes.size();
+}
+
+int Run(int argc, char** argv) {
+  std::string dir;
+  bool json = false;
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--dir") {
+      if (++i >= argc) return Fail("--dir needs a value");
+      dir = argv[i];
+    } else if (arg.substr(0, 6) == "--dir=") {
+      dir = std::string(arg.substr(6));
+    } else if (arg == "--json") {
+      json = true;
+    } else if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg.size() > 1 && arg[0] == '-') {
+      return Fail(absl::StrCat("unknown flag ", std::string(arg), "\n", kUsage));
+    } else {
+      args.emplace_back(arg);
+    }
+  }
+  if (dir.empty()) return Fail(absl::StrCat("--dir is required\n", kUsage));
+  if (args.empty()) return Fail(absl::StrCat("missing command\n", kUsage));
+  const std::string& command = args[0];
+  const size_t want_args = command == "body" ? 2 : 1;
+  if (command != "list" && command != "body" && command != "count") {
+    return Fail(absl::StrCat("unknown command ", command, "\n", kUsage));
+  }
+  if (args.size() != want_args) return Fail(absl::StrCat("wrong arguments\n", kUsage));
+
+  auto store = queue::SpoolStore::OpenReadOnly(dir);
+  if (!store.ok()) return Fail(store.status());
+
+  if (command == "body") {
+    auto body = (*store)->ReadBody(args[1]);
+    if (!body.ok()) return Fail(body.status());
+    if (!WriteAll(*body) || std::fflush(stdout) != 0) return Fail("writing stdout failed");
+    return 0;
+  }
+
+  uint64_t count = 0;
+  bool write_failed = false;
+  std::vector<std::string> corrupt;
+  absl::Status walked = (*store)->ForEachEnvelope(
+      [&](const queue::v1::Envelope& e) {
+        ++count;
+        if (command == "list" && !WriteAll(ListLine(e, json))) {
+          write_failed = true;
+          return absl::CancelledError("stdout");
+        }
+        return absl::OkStatus();
+      },
+      &corrupt);
+  if (write_failed) return Fail("writing stdout failed");
+  if (!walked.ok()) return Fail(walked);
+  if (command == "count") std::printf("%llu\n", static_cast<unsigned long long>(count));
+  if (std::fflush(stdout) != 0) return Fail("writing stdout failed");
+  for (const auto& id : corrupt) {
+    std::fprintf(stderr, "postern-spool: corrupt envelope skipped: %s\n", id.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace postern
+
+int main(int argc, char** argv) { return postern::Run(argc, argv); }

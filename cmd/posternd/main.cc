@@ -1,0 +1,189 @@
+// posternd: a Postern node. Loads the configuration, prepares the data
+// directory, serves metrics and health, and supervises one postern-worker per
+// shard (control/supervisor.h). Links gRPC/OpenSSL, never BoringSSL.
+//
+//   posternd [--config FILE] [--workers N] [--worker-binary PATH] [--check-config]
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "common/log.h"
+#include "common/metrics_exposition.h"
+#include "control/config_defaults.h"
+#include "control/admin_service.h"
+#include "control/config_loader.h"
+#include "control/metrics_server.h"
+#include "control/supervisor.h"
+
+namespace {
+
+using postern::config::v1::Config;
+
+struct Flags {
+  std::string config_path;
+  int workers = -1;
+  std::string worker_binary;
+  bool check_config = false;
+};
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: posternd [--config FILE] [--workers N] [--worker-binary PATH] "
+               "[--check-config]\n");
+}
+
+bool ParseFlags(int argc, char** argv, Flags* f) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    auto value = [&](std::string_view name) -> const char* {
+      if (a == name && i + 1 < argc) return argv[++i];
+      if (a.size() > name.size() + 1 && a.substr(0, name.size()) == name &&
+          a[name.size()] == '=') {
+        return argv[i] + name.size() + 1;
+      }
+      return nullptr;
+    };
+    if (const char* v = value("--config")) {
+      f->config_path = v;
+    } else if (const char* v = value("--workers")) {
+      f->workers = std::atoi(v);
+      if (f->workers <= 0) return false;
+    } else if (const char* v = value("--worker-binary")) {
+      f->worker_binary = v;
+    } else if (a == "--check-config") {
+      f->check_config = true;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::StatusOr<Config> LoadConfig(const std::string& path) {
+  absl::StatusOr<Config> config =
+      path.empty() ? postern::control::ParseConfigYaml(postern::control::DefaultConfigYaml(),
+                                                       "<embedded defaults>")
+                   : postern::control::LoadConfigFile(path);
+  if (!config.ok()) return config.status();
+  postern::control::ApplyDefaults(&*config);
+  absl::Status st = postern::control::ValidateConfig(*config);
+  if (!st.ok()) return st;
+  return config;
+}
+
+// The worker binary sits beside posternd when installed, and in the sibling
+// package directory inside bazel-bin.
+std::string FindWorkerBinary() {
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return "postern-worker";
+  for (const auto& candidate :
+       {self.parent_path() / "postern-worker",
+        self.parent_path().parent_path() / "postern-worker" / "postern-worker"}) {
+    if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return "postern-worker";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  if (!ParseFlags(argc, argv, &flags)) {
+    Usage();
+    return 2;
+  }
+  postern::log::SetProcessFields("proc=posternd pid=" + std::to_string(getpid()));
+  absl::StatusOr<Config> config = LoadConfig(flags.config_path);
+  if (!config.ok()) {
+    std::fprintf(stderr, "posternd: configuration error: %s\n",
+                 std::string(config.status().message()).c_str());
+    return 2;
+  }
+  if (flags.check_config) {
+    std::printf("configuration ok\n");
+    return 0;
+  }
+
+  // The data dir holds the spool and (later) private keys: owner only.
+  std::filesystem::path data_dir = config->node().data_dir();
+  std::error_code ec;
+  std::filesystem::create_directories(data_dir / "spool", ec);
+  if (ec) {
+    std::fprintf(stderr, "posternd: cannot create %s: %s\n", data_dir.c_str(),
+                 ec.message().c_str());
+    return 2;
+  }
+  chmod(data_dir.c_str(), 0700);
+
+  postern::control::SupervisorOptions options;
+  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  options.workers = flags.workers > 0            ? static_cast<uint32_t>(flags.workers)
+                    : config->node().workers() > 0 ? config->node().workers()
+                                                   : cores;
+  options.worker_binary =
+      flags.worker_binary.empty() ? FindWorkerBinary() : flags.worker_binary;
+  if (!flags.config_path.empty()) {
+    std::string path = flags.config_path;
+    options.reload = [path] { return LoadConfig(path); };
+  }
+
+  std::vector<std::string> listener_names;
+  for (const auto& l : config->listeners()) listener_names.push_back(l.name());
+
+  postern::control::Supervisor supervisor(*config, options);
+  absl::Status st = supervisor.Prepare();
+  if (!st.ok()) {
+    std::fprintf(stderr, "posternd: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+
+  // Block the supervisor's signals before any thread starts so that only the
+  // main thread's signalfd sees them.
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&mask, s);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+
+  postern::control::MetricsServer http(
+      [&supervisor, listener_names] {
+        postern::metrics::ExpositionInput in;
+        in.shards = supervisor.regions();
+        in.listener_names = listener_names;
+        return postern::metrics::RenderPrometheus(in);
+      },
+      [&supervisor] { return supervisor.ready(); });
+  st = http.Start(config->control().metrics_listen());
+  if (!st.ok()) {
+    std::fprintf(stderr, "posternd: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  postern::control::AdminServer admin([&supervisor] { return supervisor.Status(); });
+  st = admin.Start(config->control().admin_socket());
+  if (!st.ok()) {
+    std::fprintf(stderr, "posternd: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  postern::log::LogEvent("starting")
+      .Add("workers", options.workers)
+      .Add("data_dir", data_dir.string())
+      .Add("metrics", config->control().metrics_listen())
+      .Add("admin_socket", config->control().admin_socket())
+      .Emit();
+
+  st = supervisor.Run();
+  admin.Stop();
+  http.Stop();
+  if (!st.ok()) {
+    std::fprintf(stderr, "posternd: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+  return 0;
+}

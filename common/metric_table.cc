@@ -1,0 +1,125 @@
+#include "common/metric_table.h"
+
+#include <algorithm>
+
+namespace postern::metrics {
+namespace {
+
+constexpr std::array<MetricDef, kMetricCount> kDefs = {{
+    {"connections_accepted_total", "SMTP connections accepted, by listener.", MetricType::kCounter,
+     LabelKind::kListener, Buckets::kNone},
+    {"connections_active", "SMTP connections open now, by listener.", MetricType::kGauge,
+     LabelKind::kListener, Buckets::kNone},
+    {"connections_refused_total", "Connections closed at once because a limit was reached.",
+     MetricType::kCounter, LabelKind::kListener, Buckets::kNone},
+    {"messages_accepted_total", "Messages durably spooled and answered with 250, by listener.",
+     MetricType::kCounter, LabelKind::kListener, Buckets::kNone},
+    {"messages_rejected_total", "Commands or messages refused, by reason.", MetricType::kCounter,
+     LabelKind::kRejectReason, Buckets::kNone},
+    {"received_bytes_total", "Octets received from SMTP clients, by listener.",
+     MetricType::kCounter, LabelKind::kListener, Buckets::kNone},
+    {"smtp_commands_total", "SMTP commands processed, by listener.", MetricType::kCounter,
+     LabelKind::kListener, Buckets::kNone},
+    {"spool_write_seconds", "Time from a message's submission to the spool until it is synced.",
+     MetricType::kHistogram, LabelKind::kNone, Buckets::kLatencySeconds},
+    {"spool_batch_messages", "Messages per synced spool write (group commit).",
+     MetricType::kHistogram, LabelKind::kNone, Buckets::kBatchSize},
+    {"spool_write_errors_total", "Spool writes that failed (answered 452 4.3.1).",
+     MetricType::kCounter, LabelKind::kNone, Buckets::kNone},
+    {"spool_messages", "Messages in the shard's spool.", MetricType::kGauge, LabelKind::kNone,
+     Buckets::kNone, true},
+    {"worker_up", "1 while the shard's worker is running and listening.", MetricType::kGauge,
+     LabelKind::kNone, Buckets::kNone, true},
+    {"policy_version", "Configuration version applied by the shard's worker.", MetricType::kGauge,
+     LabelKind::kNone, Buckets::kNone, true},
+    {"worker_restarts_total", "Times the supervisor restarted the shard's worker.",
+     MetricType::kCounter, LabelKind::kNone, Buckets::kNone, true},
+}};
+
+constexpr std::array<std::string_view, 11> kRejectReasons = {
+    "relay_denied",        "line_too_long", "bare_lf", "too_large",
+    "too_many_recipients", "bad_sequence",  "syntax",  "unknown_command",
+    "too_many_errors",     "spool_error",   "other",
+};
+
+constexpr std::array<double, 14> kLatency = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
+                                             0.1,    0.2,   0.5,   1,     2,    5,    10};
+constexpr std::array<double, 10> kBatch = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+
+}  // namespace
+
+std::span<const MetricDef> MetricDefs() { return kDefs; }
+
+std::span<const std::string_view> RejectReasonNames() { return kRejectReasons; }
+
+size_t RejectReasonIndex(std::string_view reason) {
+  auto it = std::find(kRejectReasons.begin(), kRejectReasons.end(), reason);
+  if (it == kRejectReasons.end()) return kRejectReasons.size() - 1;
+  return static_cast<size_t>(it - kRejectReasons.begin());
+}
+
+std::span<const double> BucketBounds(Buckets b) {
+  switch (b) {
+    case Buckets::kLatencySeconds:
+      return kLatency;
+    case Buckets::kBatchSize:
+      return kBatch;
+    case Buckets::kNone:
+      break;
+  }
+  return {};
+}
+
+size_t LabelCardinality(LabelKind kind) {
+  switch (kind) {
+    case LabelKind::kNone:
+      return 1;
+    case LabelKind::kListener:
+      return kMaxListeners;
+    case LabelKind::kRejectReason:
+      return kRejectReasons.size();
+  }
+  return 1;
+}
+
+size_t SlotsPerSeries(MetricId id) {
+  const MetricDef& d = kDefs[id];
+  if (d.type != MetricType::kHistogram) return 1;
+  return BucketBounds(d.buckets).size() + 1 + 2;  // buckets, +Inf, sum, count
+}
+
+namespace {
+size_t SlotsBefore(uint32_t id) {
+  size_t offset = 0;
+  for (uint32_t i = 0; i < id; ++i) {
+    offset += SlotsPerSeries(static_cast<MetricId>(i)) * LabelCardinality(kDefs[i].label);
+  }
+  return offset;
+}
+}  // namespace
+
+size_t SlotOffset(MetricId id, size_t label_index) {
+  return SlotsBefore(id) + label_index * SlotsPerSeries(id);
+}
+
+size_t TotalSlots() { return SlotsBefore(kMetricCount); }
+
+uint64_t LayoutHash() {
+  // FNV-1a over names, types and cardinalities: a worker and a supervisor
+  // built from different tables refuse to share a region.
+  uint64_t h = 1469598103934665603ULL;
+  auto mix = [&h](uint64_t v) {
+    h ^= v;
+    h *= 1099511628211ULL;
+  };
+  for (size_t i = 0; i < kDefs.size(); ++i) {
+    for (char c : kDefs[i].name) mix(static_cast<unsigned char>(c));
+    mix(static_cast<uint64_t>(kDefs[i].type));
+    mix(SlotsPerSeries(static_cast<MetricId>(i)) * LabelCardinality(kDefs[i].label));
+  }
+  return h;
+}
+
+size_t RegionBytes() { return sizeof(RegionHeader) + TotalSlots() * sizeof(uint64_t); }
+
+}  // namespace postern::metrics

@@ -1,0 +1,374 @@
+#include "control/supervisor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+
+#include "common/log.h"
+#include "proto/worker_ipc.pb.h"
+
+namespace postern::control {
+namespace {
+
+constexpr int64_t kMinBackoffMs = 100;
+constexpr int64_t kMaxBackoffMs = 30000;
+// A worker that stayed up this long has its backoff reset.
+constexpr int64_t kStableMs = 60000;
+// Past the drain deadline, workers get this long to close their spool
+// before they are killed.
+constexpr int64_t kKillGraceMs = 5000;
+
+int64_t NowMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t DurationMs(const google::protobuf::Duration& d) {
+  return d.seconds() * 1000 + d.nanos() / 1000000;
+}
+
+}  // namespace
+
+struct Supervisor::Worker {
+  uint32_t shard = 0;
+  pid_t pid = -1;
+  int ipc_fd = -1;
+  std::unique_ptr<metrics::MetricRegion> region;
+  ipc::FrameReader reader;
+  std::atomic<bool> ready{false};
+  int64_t started_ms = 0;
+  int64_t restart_at_ms = -1;  // >= 0: waiting to restart
+  int64_t backoff_ms = kMinBackoffMs;
+  bool drained = false;
+  uint64_t applied_version = 0;
+};
+
+Supervisor::Supervisor(config::v1::Config config, SupervisorOptions options)
+    : config_(std::move(config)), options_(std::move(options)) {}
+
+Supervisor::~Supervisor() {
+  for (auto& w : workers_) {
+    if (w->ipc_fd >= 0) close(w->ipc_fd);
+  }
+}
+
+absl::Status Supervisor::Prepare() {
+  for (uint32_t i = 0; i < options_.workers; ++i) {
+    auto w = std::make_unique<Worker>();
+    w->shard = i;
+    auto region = metrics::MetricRegion::Create();
+    if (!region.ok()) return region.status();
+    w->region = std::move(*region);
+    workers_.push_back(std::move(w));
+  }
+  return absl::OkStatus();
+}
+
+bool Supervisor::ready() const {
+  if (workers_.empty()) return false;
+  return std::all_of(workers_.begin(), workers_.end(),
+                     [](const auto& w) { return w->ready.load(std::memory_order_relaxed); });
+}
+
+admin::v1::GetStatusResponse Supervisor::Status() const {
+  admin::v1::GetStatusResponse out;
+  {
+    absl::MutexLock lock(&status_mu_);
+    out = status_;
+  }
+  // Counters are read live from shared memory.
+  for (auto& ws : *out.mutable_workers()) {
+    const metrics::MetricRegion* r = workers_[ws.shard()]->region.get();
+    ws.set_restarts(r->Get(metrics::kWorkerRestarts, 0));
+    ws.set_spool_messages(r->Get(metrics::kSpoolMessages, 0));
+  }
+  out.set_ready(ready());
+  return out;
+}
+
+void Supervisor::PublishStatus() {
+  admin::v1::GetStatusResponse next;
+  next.set_node_name(config_.node().name());
+  next.set_config_version(config_version_);
+  next.set_draining(draining_);
+  for (const auto& w : workers_) {
+    admin::v1::WorkerStatus* ws = next.add_workers();
+    ws->set_shard(w->shard);
+    ws->set_pid(w->pid > 0 ? static_cast<uint32_t>(w->pid) : 0);
+    ws->set_config_version(w->applied_version);
+    if (w->pid > 0) {
+      ws->set_state(w->ready ? admin::v1::WORKER_STATE_READY : admin::v1::WORKER_STATE_STARTING);
+    } else {
+      ws->set_state(w->restart_at_ms >= 0 ? admin::v1::WORKER_STATE_RESTARTING
+                                          : admin::v1::WORKER_STATE_STOPPED);
+    }
+  }
+  absl::MutexLock lock(&status_mu_);
+  status_ = std::move(next);
+}
+
+std::vector<const metrics::MetricRegion*> Supervisor::regions() const {
+  std::vector<const metrics::MetricRegion*> out;
+  for (const auto& w : workers_) out.push_back(w->region.get());
+  return out;
+}
+
+absl::Status Supervisor::Spawn(Worker* w) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return absl::ErrnoToStatus(errno, "socketpair");
+  }
+  int metrics_fd = w->region->fd();
+  pid_t pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    close(sv[0]);
+    close(sv[1]);
+    return absl::ErrnoToStatus(e, "fork");
+  }
+  if (pid == 0) {
+    // Child: fds 3 and 4 carry the channel and the metrics region; signals
+    // blocked for posternd's signalfd must not stay blocked in the worker.
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_UNBLOCK, &all, nullptr);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus > 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(static_cast<int>(w->shard % static_cast<uint32_t>(cpus)), &set);
+      sched_setaffinity(0, sizeof set, &set);  // best effort: containers may forbid it
+    }
+    int ipc = fcntl(sv[1], F_DUPFD, 10);
+    int met = fcntl(metrics_fd, F_DUPFD, 10);
+    dup2(ipc, 3);
+    dup2(met, 4);
+    std::string bin = options_.worker_binary;
+    char arg0[] = "postern-worker";
+    char arg1[] = "--ipc-fd=3";
+    char arg2[] = "--metrics-fd=4";
+    char* args[] = {arg0, arg1, arg2, nullptr};
+    execv(bin.c_str(), args);
+    _exit(127);
+  }
+  close(sv[1]);
+  w->pid = pid;
+  w->ipc_fd = sv[0];
+  w->reader = ipc::FrameReader();
+  w->ready = false;
+  w->drained = false;
+  w->started_ms = NowMs();
+  w->restart_at_ms = -1;
+  SendSetup(w, /*reconfigure=*/false);
+  log::LogEvent("worker_started").Add("shard", w->shard).Add("worker_pid", pid).Emit();
+  return absl::OkStatus();
+}
+
+void Supervisor::SendSetup(Worker* w, bool reconfigure) {
+  ipc::v1::SupervisorToWorker msg;
+  ipc::v1::WorkerSetup* setup = reconfigure ? msg.mutable_reconfigure() : msg.mutable_setup();
+  setup->set_shard(w->shard);
+  setup->set_shard_count(options_.workers);
+  setup->set_config_version(config_version_);
+  *setup->mutable_config() = config_;
+  absl::Status st = ipc::WriteFrame(w->ipc_fd, msg.SerializeAsString());
+  if (!st.ok()) {
+    log::LogEvent("ipc_write_failed", log::Level::kWarn)
+        .Add("shard", w->shard)
+        .Add("error", std::string(st.message()))
+        .Emit();
+  }
+}
+
+void Supervisor::OnWorkerReadable(Worker* w) {
+  char buf[4096];
+  ssize_t n = read(w->ipc_fd, buf, sizeof buf);
+  if (n <= 0) {
+    // The worker closed its end (it is exiting); SIGCHLD does the rest.
+    close(w->ipc_fd);
+    w->ipc_fd = -1;
+    return;
+  }
+  w->reader.Append(std::string(buf, static_cast<size_t>(n)));
+  while (true) {
+    auto next = w->reader.Next();
+    if (!next.ok() || !next->has_value()) break;
+    ipc::v1::WorkerToSupervisor msg;
+    if (!msg.ParseFromString(**next)) continue;
+    if (msg.has_ready()) {
+      w->ready = true;
+      w->applied_version = config_version_;
+      log::LogEvent("worker_ready").Add("shard", w->shard).Add("worker_pid", w->pid).Emit();
+    } else if (msg.has_config_ack()) {
+      const auto& ack = msg.config_ack();
+      if (ack.applied()) w->applied_version = ack.config_version();
+      log::LogEvent(ack.applied() ? "config_acked" : "config_nacked",
+                    ack.applied() ? log::Level::kInfo : log::Level::kWarn)
+          .Add("shard", w->shard)
+          .Add("version", static_cast<int64_t>(ack.config_version()))
+          .Add("error", ack.error())
+          .Emit();
+    } else if (msg.has_drained()) {
+      w->drained = true;
+    }
+  }
+  PublishStatus();
+}
+
+void Supervisor::OnChildExit(pid_t pid, int status) {
+  for (auto& w : workers_) {
+    if (w->pid != pid) continue;
+    w->pid = -1;
+    w->ready = false;
+    w->region->Set(metrics::kWorkerUp, 0, 0);
+    w->region->Set(metrics::kConnectionsActive, 0, 0);
+    if (w->ipc_fd >= 0) {
+      close(w->ipc_fd);
+      w->ipc_fd = -1;
+    }
+    std::string how = WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
+                                          : "exit " + std::to_string(WEXITSTATUS(status));
+    if (draining_) {
+      log::LogEvent("worker_exited").Add("shard", w->shard).Add("status", how).Emit();
+      PublishStatus();
+      return;
+    }
+    int64_t now = NowMs();
+    if (now - w->started_ms >= kStableMs) w->backoff_ms = kMinBackoffMs;
+    w->restart_at_ms = now + w->backoff_ms;
+    log::LogEvent("worker_died", log::Level::kError)
+        .Add("shard", w->shard)
+        .Add("status", how)
+        .Add("restart_in_ms", w->backoff_ms)
+        .Emit();
+    w->backoff_ms = std::min(w->backoff_ms * 2, kMaxBackoffMs);
+    PublishStatus();
+    return;
+  }
+}
+
+void Supervisor::StartDrain() {
+  if (draining_) return;
+  draining_ = true;
+  int64_t deadline = DurationMs(config_.node().drain_timeout());
+  drain_deadline_ms_ = NowMs() + deadline;
+  log::LogEvent("draining").Add("deadline_ms", deadline).Emit();
+  ipc::v1::SupervisorToWorker msg;
+  msg.mutable_drain()->set_deadline_ms(static_cast<uint64_t>(deadline));
+  for (auto& w : workers_) {
+    w->restart_at_ms = -1;
+    if (w->ipc_fd >= 0) (void)ipc::WriteFrame(w->ipc_fd, msg.SerializeAsString());
+  }
+  PublishStatus();
+}
+
+void Supervisor::Reload() {
+  if (!options_.reload) {
+    log::LogEvent("reload_skipped").Add("reason", "running on embedded defaults").Emit();
+    return;
+  }
+  auto next = options_.reload();
+  if (!next.ok()) {
+    log::LogEvent("reload_refused", log::Level::kError)
+        .Add("error", std::string(next.status().message()))
+        .Emit();
+    return;
+  }
+  config_ = std::move(*next);
+  ++config_version_;
+  log::LogEvent("reloaded").Add("version", static_cast<int64_t>(config_version_)).Emit();
+  for (auto& w : workers_) {
+    if (w->ipc_fd >= 0) SendSetup(w.get(), /*reconfigure=*/true);
+  }
+  PublishStatus();
+}
+
+absl::Status Supervisor::Run() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);
+  sigaddset(&mask, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
+  if (sfd < 0) return absl::ErrnoToStatus(errno, "signalfd");
+  signal(SIGPIPE, SIG_IGN);
+
+  for (auto& w : workers_) {
+    absl::Status st = Spawn(w.get());
+    if (!st.ok()) return st;
+  }
+
+  while (true) {
+    int64_t now = NowMs();
+    bool any_alive = false;
+    for (auto& w : workers_) any_alive |= w->pid > 0;
+    if (draining_ && !any_alive) break;
+    if (draining_ && now > drain_deadline_ms_ + kKillGraceMs) {
+      for (auto& w : workers_) {
+        if (w->pid > 0) {
+          log::LogEvent("worker_killed", log::Level::kWarn).Add("shard", w->shard).Emit();
+          kill(w->pid, SIGKILL);
+        }
+      }
+    }
+    for (auto& w : workers_) {
+      if (!draining_ && w->pid < 0 && w->restart_at_ms >= 0 && now >= w->restart_at_ms) {
+        w->region->Add(metrics::kWorkerRestarts, 0);
+        absl::Status st = Spawn(w.get());
+        if (!st.ok()) {
+          log::LogEvent("worker_spawn_failed", log::Level::kError)
+              .Add("error", std::string(st.message()))
+              .Emit();
+          w->restart_at_ms = now + w->backoff_ms;
+        }
+      }
+    }
+
+    std::vector<pollfd> fds;
+    fds.push_back({sfd, POLLIN, 0});
+    std::vector<Worker*> polled;
+    for (auto& w : workers_) {
+      if (w->ipc_fd >= 0) {
+        fds.push_back({w->ipc_fd, POLLIN, 0});
+        polled.push_back(w.get());
+      }
+    }
+    int rc = poll(fds.data(), fds.size(), 100);
+    if (rc < 0 && errno != EINTR) return absl::ErrnoToStatus(errno, "poll");
+    for (size_t i = 1; i < fds.size(); ++i) {
+      if (fds[i].revents != 0) OnWorkerReadable(polled[i - 1]);
+    }
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo si{};
+      while (read(sfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) StartDrain();
+        if (si.ssi_signo == SIGHUP) Reload();
+        if (si.ssi_signo == SIGCHLD) {
+          int status = 0;
+          pid_t pid;
+          while ((pid = waitpid(-1, &status, WNOHANG)) > 0) OnChildExit(pid, status);
+        }
+        // The signalfd is blocking: stop once the pending set is empty.
+        pollfd more{sfd, POLLIN, 0};
+        if (poll(&more, 1, 0) <= 0) break;
+      }
+    }
+  }
+  close(sfd);
+  log::LogEvent("stopped").Emit();
+  return absl::OkStatus();
+}
+
+}  // namespace postern::control

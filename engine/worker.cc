@@ -1,0 +1,451 @@
+#include "engine/worker.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <ctime>
+#include <filesystem>
+
+#include "absl/time/clock.h"
+#include "common/log.h"
+#include "engine/socket_address.h"
+
+namespace postern::engine {
+
+using metrics::MetricId;
+
+namespace {
+
+constexpr unsigned kRingEntries = 4096;
+constexpr unsigned kRecvBuffers = 1024;
+constexpr unsigned kRecvBufferSize = 16 * 1024;
+constexpr int kListenBacklog = 4096;
+constexpr int64_t kTickMs = 250;
+
+int64_t MonotonicMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t DurationMs(const google::protobuf::Duration& d) {
+  return d.seconds() * 1000 + d.nanos() / 1000000;
+}
+
+}  // namespace
+
+struct Worker::Listener {
+  size_t index = 0;
+  std::string name;
+  int fd = -1;
+  std::unique_ptr<AcceptOp> op;
+  bool armed = false;
+};
+
+class Worker::AcceptOp : public IoOp {
+ public:
+  AcceptOp(Worker* w, Listener* l) : w_(w), l_(l) {}
+  void OnComplete(int res, uint32_t flags) override { w_->OnAccept(l_, res, flags); }
+
+ private:
+  Worker* w_;
+  Listener* l_;
+};
+
+class Worker::TickOp : public IoOp {
+ public:
+  explicit TickOp(Worker* w) : w_(w) {}
+  void OnComplete(int res, uint32_t flags) override { w_->OnTick(); }
+  __kernel_timespec ts{0, kTickMs * 1000000};
+
+ private:
+  Worker* w_;
+};
+
+class Worker::SpoolEventOp : public IoOp {
+ public:
+  explicit SpoolEventOp(Worker* w) : w_(w) {}
+  void OnComplete(int res, uint32_t flags) override { w_->OnSpoolEvent(res); }
+  uint64_t value = 0;
+
+ private:
+  Worker* w_;
+};
+
+class Worker::IpcOp : public IoOp {
+ public:
+  explicit IpcOp(Worker* w) : w_(w) {}
+  void OnComplete(int res, uint32_t flags) override { w_->OnIpc(res, flags); }
+
+ private:
+  Worker* w_;
+};
+
+Worker::Worker(int ipc_fd, std::unique_ptr<metrics::MetricRegion> metrics)
+    : ipc_fd_(ipc_fd), metrics_(std::move(metrics)) {}
+
+Worker::~Worker() {
+  for (auto& l : listeners_) {
+    if (l->fd >= 0) close(l->fd);
+  }
+  if (ipc_fd_ >= 0) close(ipc_fd_);
+}
+
+int64_t Worker::NowMs() const { return MonotonicMs(); }
+
+absl::Status Worker::Init(const ipc::v1::WorkerSetup& setup) {
+  shard_ = setup.shard();
+  absl::Status st = ring_.Init(kRingEntries, kRecvBuffers, kRecvBufferSize);
+  if (!st.ok()) return st;
+
+  std::filesystem::path spool_dir =
+      std::filesystem::path(setup.config().node().data_dir()) / "spool" / std::to_string(shard_);
+  auto store = queue::SpoolStore::Open(spool_dir.string(), queue::SpoolOptions{});
+  if (!store.ok()) return store.status();
+  store_ = std::move(*store);
+  ids_ = std::make_unique<queue::QueueIdGenerator>(shard_);
+  ids_->AdvancePast(store_->LastId());
+  absl::Status counted = store_->ForEachEnvelope([this](const queue::v1::Envelope&) {
+    ++spooled_messages_;
+    return absl::OkStatus();
+  });
+  if (!counted.ok()) return counted;
+  writer_ = std::make_unique<queue::SpoolWriter>(store_.get());
+
+  st = ApplyConfig(setup, /*first=*/true);
+  if (!st.ok()) return st;
+
+  for (int i = 0; i < setup.config().listeners_size(); ++i) {
+    const config::v1::Listener& lc = setup.config().listeners(i);
+    auto addr = ParseSocketAddress(lc.address());
+    if (!addr.ok()) return addr.status();
+    auto fd = OpenListenSocket(*addr, kListenBacklog);
+    if (!fd.ok()) {
+      return absl::Status(fd.status().code(), "listener " + lc.name() + " on " + lc.address() +
+                                                  ": " + std::string(fd.status().message()));
+    }
+    auto l = std::make_unique<Listener>();
+    l->index = static_cast<size_t>(i);
+    l->name = lc.name();
+    l->fd = *fd;
+    l->op = std::make_unique<AcceptOp>(this, l.get());
+    ring_.Accept(l->fd, l->op.get());
+    l->armed = true;
+    listeners_.push_back(std::move(l));
+  }
+
+  tick_ = std::make_unique<TickOp>(this);
+  ring_.Timeout(&tick_->ts, tick_.get());
+  spool_event_ = std::make_unique<SpoolEventOp>(this);
+  ring_.Read(writer_->completion_eventfd(), &spool_event_->value, sizeof(uint64_t),
+             spool_event_.get());
+  ipc_op_ = std::make_unique<IpcOp>(this);
+  ring_.Recv(ipc_fd_, ipc_op_.get());
+
+  metrics_->Set(metrics::kSpoolMessages, 0, spooled_messages_);
+  metrics_->Set(metrics::kWorkerUp, 0, 1);
+
+  ipc::v1::WorkerToSupervisor ready;
+  ready.mutable_ready()->set_shard(shard_);
+  ready.mutable_ready()->set_pid(static_cast<uint32_t>(getpid()));
+  SendToSupervisor(ready);
+  log::LogEvent("worker_ready")
+      .Add("listeners", static_cast<int64_t>(listeners_.size()))
+      .Add("spooled", static_cast<int64_t>(spooled_messages_))
+      .Emit();
+  return absl::OkStatus();
+}
+
+absl::Status Worker::ApplyConfig(const ipc::v1::WorkerSetup& setup, bool first) {
+  const config::v1::Config& c = setup.config();
+  std::vector<std::string> domains(c.relay().accepted_domains().begin(),
+                                   c.relay().accepted_domains().end());
+  std::vector<std::string> networks(c.relay().trusted_networks().begin(),
+                                    c.relay().trusted_networks().end());
+  auto relay = RelayPolicy::Create(domains, networks);
+  if (!relay.ok()) return relay.status();
+  if (!first && c.listeners_size() != config_.listeners_size()) {
+    log::LogEvent("reconfigure_listeners_ignored", log::Level::kWarn)
+        .Add("reason", "listener changes take effect when the worker restarts")
+        .Emit();
+  }
+  // Sessions already open keep the policy they started with: they hold a
+  // pointer into the old RelayPolicy, so it is retired, not freed.
+  if (relay_) retired_relays_.push_back(std::move(relay_));
+  relay_ = std::make_unique<RelayPolicy>(std::move(*relay));
+  config_ = c;
+  config_version_ = setup.config_version();
+  metrics_->Set(metrics::kPolicyVersion, 0, config_version_);
+  return absl::OkStatus();
+}
+
+absl::Status Worker::Run() {
+  while (!done_) {
+    absl::Status st = ring_.RunOnce();
+    if (!st.ok()) return st;
+    ReapConnections();
+    if (draining_ && connections_.empty() && !done_) {
+      // Everything answered: flush the spool and say goodbye.
+      writer_->Stop();
+      OnSpoolEvent(0);
+      ipc::v1::WorkerToSupervisor drained;
+      drained.mutable_drained();
+      SendToSupervisor(drained);
+      done_ = true;
+    }
+  }
+  metrics_->Set(metrics::kWorkerUp, 0, 0);
+  metrics_->Set(metrics::kConnectionsActive, 0, 0);
+  log::LogEvent("worker_stopped").Emit();
+  return absl::OkStatus();
+}
+
+void Worker::OnAccept(Listener* l, int res, uint32_t flags) {
+  if (!(flags & IORING_CQE_F_MORE)) l->armed = false;
+  if (res >= 0) {
+    int fd = res;
+    if (draining_ ||
+        connections_.size() >= static_cast<size_t>(config_.limits().max_connections())) {
+      metrics_->Add(metrics::kConnectionsRefused, l->index);
+      static constexpr char kBusy[] = "421 4.7.0 Too many connections\r\n";
+      // Best effort on a fresh socket: its send buffer is empty, so this
+      // never blocks.
+      send(fd, kBusy, sizeof kBusy - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+      ring_.Close(fd);
+    } else {
+      sockaddr_storage peer{};
+      socklen_t len = sizeof peer;
+      getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
+      SessionContext ctx;
+      ctx.hostname = config_.node().hostname();
+      ctx.listener = l->name;
+      ctx.client_ip = AddressIp(peer);
+      ctx.client_port = AddressPort(peer);
+      ctx.relay = relay_.get();
+      ctx.limits.max_message_size = config_.limits().max_message_size();
+      ctx.limits.max_recipients = config_.limits().max_recipients();
+      uint64_t id = next_connection_id_++;
+      log::LogEvent("connect")
+          .Add("conn", static_cast<int64_t>(id))
+          .Add("listener", l->name)
+          .Add("client", ctx.client_ip)
+          .Emit();
+      auto conn = std::make_unique<SmtpConnection>(this, &ring_, fd, id, l->index,
+                                                   std::move(ctx), NowMs());
+      SmtpConnection* raw = conn.get();
+      connections_.emplace(id, std::move(conn));
+      metrics_->Add(metrics::kConnectionsAccepted, l->index);
+      metrics_->Add(metrics::kConnectionsActive, l->index);
+      raw->Start();
+    }
+  } else if (res != -ECANCELED && res != -EINVAL && res != -EBADF) {
+    log::LogEvent("accept_failed", log::Level::kWarn).Add("errno", -res).Emit();
+  }
+  if (!l->armed && !draining_ && l->fd >= 0) {
+    ring_.Accept(l->fd, l->op.get());
+    l->armed = true;
+  }
+}
+
+std::string Worker::NextQueueId() { return ids_->Next(); }
+
+void Worker::Spool(SmtpConnection* conn, const std::string& queue_id, AcceptedMessage msg) {
+  queue::SpoolRecord record;
+  queue::v1::Envelope& env = record.envelope;
+  env.set_queue_id(queue_id);
+  env.set_sender(msg.sender);
+  for (std::string& r : msg.recipients) {
+    queue::v1::Recipient* rcpt = env.add_recipients();
+    rcpt->set_address(std::move(r));
+    rcpt->set_state(queue::v1::RECIPIENT_STATE_PENDING);
+  }
+  absl::Time now = absl::Now();
+  env.mutable_arrival_time()->set_seconds(absl::ToUnixSeconds(now));
+  env.mutable_arrival_time()->set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(absl::ToUnixSeconds(now)))));
+  env.set_helo(msg.helo);
+  env.set_client_address(conn->client_ip());
+  env.set_listener(config_.listeners(static_cast<int>(conn->listener_index())).name());
+  env.set_body_size(msg.body.size());
+  env.set_shard(shard_);
+  env.set_smtputf8(msg.smtputf8);
+  env.set_eight_bit_mime(msg.eight_bit_mime);
+  record.body = std::move(msg.body);
+  // The token carries the connection id: if the connection is gone when the
+  // write completes, the message is still spooled and nobody is answered.
+  spool_inflight_[conn->id()] = InflightMessage{queue_id, env.sender(), conn->client_ip(),
+                                                env.recipients_size(),
+                                                static_cast<int64_t>(env.body_size())};
+  writer_->Submit(conn->id(), std::move(record));
+}
+
+void Worker::OnSpoolEvent(int res) {
+  for (queue::SpoolCompletion& c : writer_->TakeCompletions()) {
+    metrics_->Observe(metrics::kSpoolWriteSeconds, 0, absl::ToDoubleSeconds(c.latency));
+    metrics_->Observe(metrics::kSpoolBatchMessages, 0, c.batch_size);
+    InflightMessage m;
+    if (auto q = spool_inflight_.find(c.token); q != spool_inflight_.end()) {
+      m = std::move(q->second);
+      spool_inflight_.erase(q);
+    }
+    const std::string& queue_id = m.queue_id;
+    auto it = connections_.find(c.token);
+    if (c.status.ok()) {
+      ++spooled_messages_;
+      metrics_->Set(metrics::kSpoolMessages, 0, spooled_messages_);
+    } else {
+      metrics_->Add(metrics::kSpoolWriteErrors, 0);
+      log::LogEvent("spool_write_failed", log::Level::kError)
+          .Add("queue_id", queue_id)
+          .Add("error", std::string(c.status.message()))
+          .Emit();
+    }
+    if (it == connections_.end()) continue;
+    if (c.status.ok()) {
+      metrics_->Add(metrics::kMessagesAccepted, it->second->listener_index());
+      log::LogEvent("queued")
+          .Add("conn", static_cast<int64_t>(c.token))
+          .Add("queue_id", queue_id)
+          .Add("client", m.client)
+          .Add("from", m.sender.empty() ? "<>" : m.sender)
+          .Add("nrcpt", m.recipients)
+          .Add("size", m.size)
+          .Add("batch", c.batch_size)
+          .Emit();
+    }
+    it->second->SpoolDone(c.status, queue_id);
+  }
+  if (!done_ && !(draining_ && connections_.empty())) {
+    ring_.Read(writer_->completion_eventfd(), &spool_event_->value, sizeof(uint64_t),
+               spool_event_.get());
+  }
+}
+
+void Worker::ConnectionClosing(SmtpConnection* conn) {
+  closing_ids_.push_back(conn->id());
+  metrics_->Set(metrics::kConnectionsActive, conn->listener_index(),
+                metrics_->Get(metrics::kConnectionsActive, conn->listener_index()) - 1);
+}
+
+void Worker::ReapConnections() {
+  for (size_t i = 0; i < closing_ids_.size();) {
+    auto it = connections_.find(closing_ids_[i]);
+    if (it == connections_.end()) {
+      closing_ids_[i] = closing_ids_.back();
+      closing_ids_.pop_back();
+      continue;
+    }
+    if (it->second->Finished() && !it->second->waiting_for_spool()) {
+      log::LogEvent("disconnect").Add("conn", static_cast<int64_t>(it->first)).Emit();
+      connections_.erase(it);
+      closing_ids_[i] = closing_ids_.back();
+      closing_ids_.pop_back();
+      continue;
+    }
+    ++i;
+  }
+}
+
+void Worker::CountReceived(size_t listener, uint64_t bytes) {
+  metrics_->Add(metrics::kBytesReceived, listener, bytes);
+}
+
+void Worker::CountRejection(const std::string& reason) {
+  metrics_->Add(metrics::kMessagesRejected, metrics::RejectReasonIndex(reason));
+}
+
+void Worker::OnTick() {
+  int64_t now = NowMs();
+  int64_t idle_ms = DurationMs(config_.limits().command_timeout());
+  for (auto& [id, conn] : connections_) {
+    if (conn->closing() || conn->waiting_for_spool()) continue;
+    if (draining_ && now >= drain_deadline_ms_) {
+      conn->Shutdown();
+    } else if (idle_ms > 0 && now - conn->last_activity_ms() >= idle_ms) {
+      log::LogEvent("timeout").Add("conn", static_cast<int64_t>(id)).Emit();
+      conn->Timeout();
+    }
+  }
+  if (!done_) ring_.Timeout(&tick_->ts, tick_.get());
+}
+
+void Worker::OnIpc(int res, uint32_t flags) {
+  bool more = (flags & IORING_CQE_F_MORE) != 0;
+  if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+    ipc_reader_.Append(ring_.BufferData(flags, res));
+    ring_.ReturnBuffer(flags);
+    while (true) {
+      auto next = ipc_reader_.Next();
+      if (!next.ok()) {
+        log::LogEvent("ipc_corrupt", log::Level::kError)
+            .Add("error", std::string(next.status().message()))
+            .Emit();
+        StartDrain(NowMs());
+        return;
+      }
+      if (!next->has_value()) break;
+      ipc::v1::SupervisorToWorker msg;
+      if (!msg.ParseFromString(**next)) {
+        log::LogEvent("ipc_unparseable", log::Level::kError).Emit();
+        continue;
+      }
+      HandleIpcMessage(msg);
+    }
+  } else if (res == 0 || (res < 0 && res != -ENOBUFS)) {
+    // posternd is gone: finish what is open and exit rather than orphan.
+    log::LogEvent("supervisor_lost", log::Level::kWarn).Emit();
+    StartDrain(NowMs() + 5000);
+    return;
+  }
+  if (!more && !done_) ring_.Recv(ipc_fd_, ipc_op_.get());
+}
+
+void Worker::HandleIpcMessage(const ipc::v1::SupervisorToWorker& msg) {
+  if (msg.has_reconfigure()) {
+    absl::Status st = ApplyConfig(msg.reconfigure(), /*first=*/false);
+    ipc::v1::WorkerToSupervisor ack;
+    ack.mutable_config_ack()->set_config_version(msg.reconfigure().config_version());
+    ack.mutable_config_ack()->set_applied(st.ok());
+    if (!st.ok()) ack.mutable_config_ack()->set_error(std::string(st.message()));
+    SendToSupervisor(ack);
+    log::LogEvent(st.ok() ? "config_applied" : "config_refused",
+                  st.ok() ? log::Level::kInfo : log::Level::kWarn)
+        .Add("version", static_cast<int64_t>(msg.reconfigure().config_version()))
+        .Emit();
+  } else if (msg.has_drain()) {
+    StartDrain(NowMs() + static_cast<int64_t>(msg.drain().deadline_ms()));
+  }
+}
+
+void Worker::StartDrain(int64_t deadline_ms) {
+  if (draining_) {
+    drain_deadline_ms_ = std::min(drain_deadline_ms_, deadline_ms);
+    return;
+  }
+  draining_ = true;
+  drain_deadline_ms_ = deadline_ms;
+  log::LogEvent("draining").Add("open_sessions", static_cast<int64_t>(connections_.size())).Emit();
+  // Stop accepting: closing the listening sockets ends the multishot accepts
+  // and lets the kernel steer new connections to workers still listening.
+  for (auto& l : listeners_) {
+    if (l->armed) ring_.Cancel(l->op.get());
+    close(l->fd);
+    l->fd = -1;
+  }
+  metrics_->Set(metrics::kWorkerUp, 0, 0);
+}
+
+void Worker::SendToSupervisor(const ipc::v1::WorkerToSupervisor& msg) {
+  // Frames are tiny and rare and the socketpair buffer is empty in practice;
+  // a full buffer would mean posternd is stuck, and the message is dropped
+  // rather than block the loop.
+  std::string frame;
+  ipc::AppendFrame(msg.SerializeAsString(), &frame);
+  ssize_t w = send(ipc_fd_, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (w != static_cast<ssize_t>(frame.size())) {
+    log::LogEvent("ipc_send_failed", log::Level::kWarn).Add("errno", errno).Emit();
+  }
+}
+
+}  // namespace postern::engine

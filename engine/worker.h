@@ -1,0 +1,108 @@
+// Worker: one shard of a Postern node. Owns the io_uring loop, its listening
+// sockets (SO_REUSEPORT, one per configured listener), every connection
+// accepted on them, the shard's spool (RocksDB + group-commit writer thread),
+// and the IPC channel to posternd.
+//
+// Threading: everything here runs on the loop thread, except the spool
+// writer's own thread, which talks back only through its eventfd.
+#ifndef POSTERN_ENGINE_WORKER_H_
+#define POSTERN_ENGINE_WORKER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/ipc_framing.h"
+#include "common/metric_region.h"
+#include "engine/io_ring.h"
+#include "engine/relay_policy.h"
+#include "engine/smtp_connection.h"
+#include "proto/worker_ipc.pb.h"
+#include "queue/queue_id.h"
+#include "queue/spool_store.h"
+#include "queue/spool_writer.h"
+
+namespace postern::engine {
+
+class Worker {
+ public:
+  // ipc_fd: the socketpair end to posternd (owned). metrics: this shard's
+  // shared-memory counters.
+  Worker(int ipc_fd, std::unique_ptr<metrics::MetricRegion> metrics);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Applies the first setup: opens the spool and the listeners. An error
+  // means the worker cannot serve (e.g. the address is in use).
+  absl::Status Init(const ipc::v1::WorkerSetup& setup);
+
+  // Runs the loop until drained. Returns the loop's failure, if any.
+  absl::Status Run();
+
+  // --- called by SmtpConnection ---
+  std::string NextQueueId();
+  void Spool(SmtpConnection* conn, const std::string& queue_id, AcceptedMessage msg);
+  void ConnectionClosing(SmtpConnection* conn);
+  void CountReceived(size_t listener, uint64_t bytes);
+  void CountRejection(const std::string& reason);
+  int64_t NowMs() const;
+
+ private:
+  struct Listener;
+  class AcceptOp;
+  class TickOp;
+  class SpoolEventOp;
+  class IpcOp;
+
+  absl::Status ApplyConfig(const ipc::v1::WorkerSetup& setup, bool first);
+  void OnAccept(Listener* l, int res, uint32_t flags);
+  void OnTick();
+  void OnSpoolEvent(int res);
+  void OnIpc(int res, uint32_t flags);
+  void HandleIpcMessage(const ipc::v1::SupervisorToWorker& msg);
+  void StartDrain(int64_t deadline_ms);
+  void SendToSupervisor(const ipc::v1::WorkerToSupervisor& msg);
+  void ReapConnections();
+
+  int ipc_fd_;
+  std::unique_ptr<metrics::MetricRegion> metrics_;
+  IoRing ring_;
+  uint32_t shard_ = 0;
+  uint64_t config_version_ = 0;
+  config::v1::Config config_;
+  std::unique_ptr<RelayPolicy> relay_;
+  std::vector<std::unique_ptr<RelayPolicy>> retired_relays_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::unordered_map<uint64_t, std::unique_ptr<SmtpConnection>> connections_;
+  std::vector<uint64_t> closing_ids_;
+  uint64_t next_connection_id_ = 1;
+  std::unique_ptr<queue::SpoolStore> store_;
+  std::unique_ptr<queue::SpoolWriter> writer_;
+  std::unique_ptr<queue::QueueIdGenerator> ids_;
+  uint64_t spooled_messages_ = 0;
+  // Spool writes in flight, by token (connection id): what the "queued" log
+  // line reports once the write is durable.
+  struct InflightMessage {
+    std::string queue_id;
+    std::string sender;
+    std::string client;
+    int64_t recipients = 0;
+    int64_t size = 0;
+  };
+  std::unordered_map<uint64_t, InflightMessage> spool_inflight_;
+  std::unique_ptr<TickOp> tick_;
+  std::unique_ptr<SpoolEventOp> spool_event_;
+  std::unique_ptr<IpcOp> ipc_op_;
+  ipc::FrameReader ipc_reader_;
+  bool draining_ = false;
+  int64_t drain_deadline_ms_ = 0;
+  bool done_ = false;
+};
+
+}  // namespace postern::engine
+
+#endif  // POSTERN_ENGINE_WORKER_H_

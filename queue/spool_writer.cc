@@ -1,0 +1,128 @@
+#include "queue/spool_writer.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+namespace postern::queue {
+
+SpoolWriter::SpoolWriter(SpoolStore* store, SpoolWriterOptions options)
+    : store_(store), options_(options) {
+  event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (event_fd_ < 0) {
+    std::fprintf(stderr, "SpoolWriter: eventfd: %s\n", std::strerror(errno));
+    std::abort();
+  }
+  thread_ = std::thread([this] { Run(); });
+}
+
+SpoolWriter::~SpoolWriter() {
+  Stop();
+  close(event_fd_);
+}
+
+void SpoolWriter::Submit(uint64_t token, SpoolRecord record) {
+  // A malformed record fails alone here instead of failing its whole batch.
+  if (absl::Status valid = SpoolStore::ValidateRecord(record); !valid.ok()) {
+    std::vector<SpoolCompletion> refused;
+    refused.push_back(SpoolCompletion{token, std::move(valid), 0, absl::ZeroDuration()});
+    Post(std::move(refused));
+    return;
+  }
+  const size_t bytes = record.body.size() + record.envelope.ByteSizeLong();
+  const auto now = std::chrono::steady_clock::now();
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      pending_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+      pending_.push_back(Pending{token, std::move(record), bytes, now});
+      return;
+    }
+  }
+  std::vector<SpoolCompletion> refused;
+  refused.push_back(SpoolCompletion{token, absl::FailedPreconditionError("spool writer stopped"), 0,
+                                    absl::ZeroDuration()});
+  Post(std::move(refused));
+}
+
+std::vector<SpoolCompletion> SpoolWriter::TakeCompletions() {
+  std::vector<SpoolCompletion> out;
+  absl::MutexLock lock(&done_mu_);
+  out.swap(done_);
+  return out;
+}
+
+void SpoolWriter::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void SpoolWriter::Post(std::vector<SpoolCompletion> completions) {
+  {
+    absl::MutexLock lock(&done_mu_);
+    if (done_.empty()) {
+      done_ = std::move(completions);
+    } else {
+      for (auto& c : completions) done_.push_back(std::move(c));
+    }
+  }
+  const uint64_t one = 1;
+  // Cannot fail short of a bug: the counter would need 2^64-2 unread posts.
+  // EAGAIN (counter full) still leaves the fd readable, so nothing is lost.
+  ssize_t n;
+  do {
+    n = write(event_fd_, &one, sizeof(one));
+  } while (n < 0 && errno == EINTR);
+}
+
+void SpoolWriter::Run() {
+  std::vector<uint64_t> tokens;
+  std::vector<std::chrono::steady_clock::time_point> submitted;
+  std::vector<SpoolRecord> records;
+  for (;;) {
+    size_t batch_bytes = 0;
+    tokens.clear();
+    submitted.clear();
+    records.clear();
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !pending_.empty();
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (pending_.empty()) return;  // stopping, and everything is written
+      while (!pending_.empty() && (records.empty() || batch_bytes + pending_.front().bytes <=
+                                                          options_.max_batch_bytes)) {
+        Pending& p = pending_.front();
+        batch_bytes += p.bytes;
+        tokens.push_back(p.token);
+        submitted.push_back(p.submitted);
+        records.push_back(std::move(p.record));
+        pending_.pop_front();
+      }
+    }
+
+    const absl::Status status = store_->WriteBatch(records);
+    const auto durable = std::chrono::steady_clock::now();
+    pending_bytes_.fetch_sub(batch_bytes, std::memory_order_relaxed);
+
+    std::vector<SpoolCompletion> completions;
+    completions.reserve(tokens.size());
+    const auto batch_size = static_cast<uint32_t>(tokens.size());
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      completions.push_back(
+          SpoolCompletion{tokens[i], status, batch_size, absl::FromChrono(durable - submitted[i])});
+    }
+    Post(std::move(completions));
+  }
+}
+
+}  // namespace postern::queue
