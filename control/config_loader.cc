@@ -74,7 +74,7 @@ struct YamlValue {
 
 // Builds one document's tree. yaml-cpp reports structure errors by throwing
 // (caught in ParseConfigYaml); the one problem it leaves to the handler, an
-// alias to a node that is still open, is recorded in error().
+// alias to a node that is still open, is recorded in cycle_mark().
 class TreeBuilder : public YAML::EventHandler {
  public:
   const std::shared_ptr<const YamlValue>& root() const { return root_; }
@@ -452,7 +452,7 @@ class YamlToProto {
       const pb::FieldDescriptor* field = desc->FindFieldByName(name);
       if (field == nullptr) {
         std::vector<std::string> names;
-        for (int i = 0; i < desc->field_count(); ++i) names.push_back(desc->field(i)->name());
+        for (int f = 0; f < desc->field_count(); ++f) names.push_back(desc->field(f)->name());
         return Error(
             key.mark, key_path,
             absl::StrCat("unknown key (expected one of: ", absl::StrJoin(names, ", "), ")"));
@@ -483,35 +483,7 @@ class YamlToProto {
   // replaced (see the header for why that is an error).
   absl::Status CheckExplicitZeros() const {
     for (const ExplicitZero& z : explicit_zeros_) {
-      const pb::Reflection* refl = z.msg->GetReflection();
-      std::string now;
-      switch (z.field->cpp_type()) {
-        case pb::FieldDescriptor::CPPTYPE_STRING:
-          if (!refl->GetString(*z.msg, z.field).empty())
-            now = Quote(refl->GetString(*z.msg, z.field));
-          break;
-        case pb::FieldDescriptor::CPPTYPE_INT32:
-          if (refl->GetInt32(*z.msg, z.field) != 0)
-            now = absl::StrCat(refl->GetInt32(*z.msg, z.field));
-          break;
-        case pb::FieldDescriptor::CPPTYPE_INT64:
-          if (refl->GetInt64(*z.msg, z.field) != 0)
-            now = absl::StrCat(refl->GetInt64(*z.msg, z.field));
-          break;
-        case pb::FieldDescriptor::CPPTYPE_UINT32:
-          if (refl->GetUInt32(*z.msg, z.field) != 0) {
-            now = absl::StrCat(refl->GetUInt32(*z.msg, z.field));
-          }
-          break;
-        case pb::FieldDescriptor::CPPTYPE_UINT64:
-          if (refl->GetUInt64(*z.msg, z.field) != 0) {
-            now = absl::StrCat(refl->GetUInt64(*z.msg, z.field));
-          }
-          break;
-        default:
-          break;
-      }
-      if (!now.empty()) {
+      if (std::string now = NonZeroValueText(*z.msg, z.field); !now.empty()) {
         return Error(z.mark, z.path,
                      absl::StrCat("an empty or zero value here means \"use the default\" (", now,
                                   "); remove the key or write the value you want"));
@@ -689,6 +661,35 @@ class YamlToProto {
         break;
     }
     return absl::OkStatus();
+  }
+
+  // The field's value as text, or "" while it still holds the proto zero.
+  static std::string NonZeroValueText(const pb::Message& msg, const pb::FieldDescriptor* field) {
+    const pb::Reflection* refl = msg.GetReflection();
+    switch (field->cpp_type()) {
+      case pb::FieldDescriptor::CPPTYPE_STRING: {
+        const std::string v = refl->GetString(msg, field);
+        return v.empty() ? "" : Quote(v);
+      }
+      case pb::FieldDescriptor::CPPTYPE_INT32: {
+        const int32_t v = refl->GetInt32(msg, field);
+        return v == 0 ? "" : absl::StrCat(v);
+      }
+      case pb::FieldDescriptor::CPPTYPE_INT64: {
+        const int64_t v = refl->GetInt64(msg, field);
+        return v == 0 ? "" : absl::StrCat(v);
+      }
+      case pb::FieldDescriptor::CPPTYPE_UINT32: {
+        const uint32_t v = refl->GetUInt32(msg, field);
+        return v == 0 ? "" : absl::StrCat(v);
+      }
+      case pb::FieldDescriptor::CPPTYPE_UINT64: {
+        const uint64_t v = refl->GetUInt64(msg, field);
+        return v == 0 ? "" : absl::StrCat(v);
+      }
+      default:
+        return "";  // StoreScalar records only the types above
+    }
   }
 
   static std::string ExpectedName(const pb::FieldDescriptor* field) {

@@ -29,6 +29,10 @@
 //                          "500ms", "30s", "5m", "1h30m", "120h", "2d".
 //                          A bare number is refused (the unit is not guessed).
 //
+// One YAML document per file. Anchors and aliases work (&a ... *a); an alias
+// to a node that contains it would be a cycle and is an error. Tags are
+// ignored.
+//
 // Afterwards ApplyDefaults and ValidateConfig (control/config_defaults.h) run,
 // so both functions return what posternd runs with. A key written with the
 // proto's zero value ("", 0) that ApplyDefaults would replace is an error: in
@@ -40,7 +44,9 @@
 // e.g. `config.yaml:12:5: listeners[1].tls: unknown value "maybe" (expected
 // none, offer, require, implicit)`; line and column are 1-based. Unknown keys,
 // duplicate keys, values of the wrong YAML kind, YAML syntax errors and
-// failed validation are all errors; the first one found is reported.
+// failed validation are all errors; the first one found is reported. A
+// validation error about a key the file does not contain (a default, say)
+// points at the nearest enclosing key that it does.
 //
 // No exception escapes: yaml-cpp's are caught and turned into statuses, so
 // arbitrary bytes are safe input (see config_loader_fuzz.cc).

@@ -1,6 +1,7 @@
 #include "engine/data_reader.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -15,11 +16,20 @@ void DataReader::Fail(Result result) {
 }
 
 void DataReader::AddText(std::string_view text, std::string* content) {
+  if (result_ == Result::kOk) {
+    // Both limits are checked by byte position, not per run: a run is cut
+    // wherever the input happened to be chunked, and the reported error must
+    // not depend on that. While no error is set, neither limit is exceeded.
+    const uint64_t line_room = max_line_text_ - line_length_;
+    const uint64_t size_room = max_message_size_ - size_;
+    if (text.size() > line_room || text.size() > size_room) {
+      Fail(line_room <= size_room ? Result::kLineTooLong : Result::kTooLarge);
+    } else {
+      content->append(text);
+    }
+  }
   size_ += text.size();
   line_length_ += text.size();
-  if (line_length_ > max_line_text_) Fail(Result::kLineTooLong);
-  if (size_ > max_message_size_) Fail(Result::kTooLarge);
-  if (result_ == Result::kOk) content->append(text);
 }
 
 void DataReader::AddLineEnd(std::string* content) {

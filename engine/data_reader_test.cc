@@ -220,6 +220,17 @@ TEST(DataReaderTest, FirstErrorWins) {
   EXPECT_EQ(FeedAll(input2).result, Result::kLineTooLong);
 }
 
+TEST(DataReaderTest, LimitCrossedFirstWinsWhateverTheChunking) {
+  // Size is crossed at the 24th 'x' (12 + 24 > 35), the line limit only at
+  // the 29th (29 > 30 - 2): too large, even when both fall in one run.
+  const std::string input = "0123456789\r\n" + std::string(40, 'x') + "\r\n.\r\n";
+  EXPECT_EQ(FeedAll(input, 35, 30).result, Result::kTooLarge);
+  ExpectChunkingInvariant(input, 35, 30);
+  // The other way round.
+  EXPECT_EQ(FeedAll(input, 45, 30).result, Result::kLineTooLong);
+  ExpectChunkingInvariant(input, 45, 30);
+}
+
 TEST(DataReaderTest, BinaryAndEightBitContentKept) {
   const std::string input = std::string("caf\xc3\xa9 \0 \x7f\xff", 10) + "\r\n.\r\n";
   const Outcome o = FeedAll(input);

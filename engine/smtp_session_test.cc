@@ -402,6 +402,18 @@ TEST(SmtpSessionTest, BareLfInDataIsRejectedAfterTheRealEnd) {
   EXPECT_EQ(d.Send("RCPT TO:<bob@example.com>\r\n"), "503 5.5.1 Error: need MAIL command\r\n");
 }
 
+TEST(SmtpSessionTest, NoSmugglingVariantEndsData) {
+  for (std::string_view fake : {"\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r", "\r\n.\r"}) {
+    SCOPED_TRACE(testing::PrintToString(std::string(fake)));
+    SessionDriver d;
+    d.OpenData();
+    EXPECT_EQ(d.Send("hi" + std::string(fake) + "MAIL FROM:<ceo@example.com>\r\n"), "");
+    EXPECT_EQ(d.last_event(), Event::kNeedInput);
+    EXPECT_EQ(d.Send("\r\n.\r\n"), "550 5.6.11 Bare CR or LF not allowed\r\n");
+    EXPECT_THAT(d.messages(), IsEmpty());
+  }
+}
+
 TEST(SmtpSessionTest, BareCrInData) {
   SessionDriver d;
   d.OpenData();

@@ -30,6 +30,10 @@ absl::StatusOr<SocketAddress> ParseSocketAddress(std::string_view text) {
     }
     host = std::string(text.substr(0, colon));
     port_text = text.substr(colon + 1);
+    if (host.find(':') != std::string::npos) {
+      return absl::InvalidArgumentError("IPv6 needs brackets: [ipv6]:port in \"" +
+                                        std::string(text) + "\"");
+    }
   }
   unsigned port = 0;
   auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);

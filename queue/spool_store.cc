@@ -227,6 +227,7 @@ absl::Status SpoolStore::ReopenIfNeeded(bool for_write) {
   if (!for_write && db_ != nullptr) return absl::OkStatus();                     // reads still work
   const absl::Time now = absl::Now();
   if (now < next_reopen_) {
+    absl::MutexLock error_lock(&error_mu_);
     return absl::UnavailableError(
         absl::StrCat("spool: waiting to reopen after a write error: ", last_error_));
   }
@@ -234,6 +235,7 @@ absl::Status SpoolStore::ReopenIfNeeded(bool for_write) {
   db_.reset();  // the LOCK file allows one instance at a time
   auto db = Db::Open(dir_, options_, "");
   if (!db.ok()) {
+    absl::MutexLock error_lock(&error_mu_);
     last_error_ = std::string(db.status().message());
     return absl::UnavailableError(
         absl::StrCat("spool: reopen after a write error failed: ", db.status().message()));
@@ -254,7 +256,12 @@ absl::Status SpoolStore::Commit(const char* what, Fill fill) {
   rocksdb::WriteOptions write_options;
   write_options.sync = true;
   rocksdb::Status s = db_->db->Write(write_options, &batch);
-  if (!s.ok()) reopen_needed_.store(true, std::memory_order_release);
+  if (!s.ok() && !s.IsInvalidArgument()) {
+    // Any other failure may have left RocksDB in its error state.
+    absl::MutexLock error_lock(&error_mu_);
+    last_error_ = s.ToString();
+    reopen_needed_.store(true, std::memory_order_release);
+  }
   return FromRocks(s, what);
 }
 

@@ -176,7 +176,8 @@ class SpoolStore {
   // fails; cleared by a successful reopen.
   std::atomic<bool> reopen_needed_{false};
   absl::Time next_reopen_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  std::string last_error_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex error_mu_;  // taken inside mu_ (either mode), never around it
+  std::string last_error_ ABSL_GUARDED_BY(error_mu_);  // for "waiting to reopen"
 };
 
 }  // namespace postern::queue

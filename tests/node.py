@@ -64,6 +64,7 @@ control:
 {extra_yaml}"""
             )
         self.proc = None
+        self.log = None
 
     def start(self, wait_ready=True):
         self.log = open(self.log_path, "ab")
@@ -152,5 +153,6 @@ control:
 
     def close(self):
         self.kill()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
         self.tmp.cleanup()

@@ -66,16 +66,13 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
   return true;
 }
 
+// Parsed, defaults applied, validated (the loader does all three).
 absl::StatusOr<Config> LoadConfig(const std::string& path) {
-  absl::StatusOr<Config> config =
-      path.empty() ? postern::control::ParseConfigYaml(postern::control::DefaultConfigYaml(),
-                                                       "<embedded defaults>")
-                   : postern::control::LoadConfigFile(path);
-  if (!config.ok()) return config.status();
-  postern::control::ApplyDefaults(&*config);
-  absl::Status st = postern::control::ValidateConfig(*config);
-  if (!st.ok()) return st;
-  return config;
+  if (path.empty()) {
+    return postern::control::ParseConfigYaml(postern::control::DefaultConfigYaml(),
+                                             "<embedded defaults>");
+  }
+  return postern::control::LoadConfigFile(path);
 }
 
 // The worker binary sits beside posternd when installed, and in the sibling
