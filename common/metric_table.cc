@@ -34,13 +34,47 @@ constexpr std::array<MetricDef, kMetricCount> kDefs = {{
      LabelKind::kNone, Buckets::kNone, true},
     {"worker_restarts_total", "Times the supervisor restarted the shard's worker.",
      MetricType::kCounter, LabelKind::kNone, Buckets::kNone, true},
+    {"tls_handshakes_total", "TLS handshakes on SMTP listeners, by listener, version and result.",
+     MetricType::kCounter, LabelKind::kListenerTls, Buckets::kNone},
+    {"starttls_discarded_bytes_total",
+     "Plaintext bytes a client pipelined behind STARTTLS, discarded unread (injection attempts).",
+     MetricType::kCounter, LabelKind::kListener, Buckets::kNone},
+    {"auth_attempts_total", "SMTP AUTH attempts, by result.", MetricType::kCounter,
+     LabelKind::kAuthResult, Buckets::kNone},
 }};
 
-constexpr std::array<std::string_view, 11> kRejectReasons = {
-    "relay_denied",        "line_too_long", "bare_lf", "too_large",
-    "too_many_recipients", "bad_sequence",  "syntax",  "unknown_command",
-    "too_many_errors",     "spool_error",   "other",
+// Keep "other" last: unknown reasons land there.
+constexpr std::array<std::string_view, 15> kRejectReasons = {
+    "relay_denied",
+    "line_too_long",
+    "bare_lf",
+    "too_large",
+    "too_many_recipients",
+    "bad_sequence",
+    "syntax",
+    "unknown_command",
+    "too_many_errors",
+    "spool_error",
+    "not_implemented",
+    "unsupported_parameter",
+    "smtputf8_required",
+    "proxy_header",
+    "other",
 };
+
+// Failure classes follow the TLS alert a handshake ends with.
+constexpr std::array<TlsOutcome, 8> kTlsOutcomes = {{
+    {"TLSv1.2", "ok"},
+    {"TLSv1.3", "ok"},
+    {"none", "protocol_version"},
+    {"none", "no_shared_cipher"},
+    {"none", "bad_certificate"},
+    {"none", "eof"},
+    {"none", "timeout"},
+    {"none", "other"},
+}};
+
+constexpr std::array<std::string_view, 3> kAuthResults = {"ok", "failed", "throttled"};
 
 constexpr std::array<double, 14> kLatency = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
                                              0.1,    0.2,   0.5,   1,     2,    5,    10};
@@ -56,6 +90,31 @@ size_t RejectReasonIndex(std::string_view reason) {
   auto it = std::find(kRejectReasons.begin(), kRejectReasons.end(), reason);
   if (it == kRejectReasons.end()) return kRejectReasons.size() - 1;
   return static_cast<size_t>(it - kRejectReasons.begin());
+}
+
+std::span<const TlsOutcome> TlsOutcomes() { return kTlsOutcomes; }
+
+size_t ListenerTlsIndex(size_t listener, std::string_view version, std::string_view failure) {
+  size_t outcome = kTlsOutcomes.size() - 1;
+  for (size_t i = 0; i < kTlsOutcomes.size(); ++i) {
+    bool ok = kTlsOutcomes[i].result == "ok";
+    if (failure.empty() ? (ok && kTlsOutcomes[i].version == version)
+                        : (!ok && kTlsOutcomes[i].result == failure)) {
+      outcome = i;
+      break;
+    }
+  }
+  if (listener >= kMaxListeners) listener = kMaxListeners - 1;
+  return listener * kTlsOutcomes.size() + outcome;
+}
+
+std::span<const std::string_view> AuthResultNames() { return kAuthResults; }
+
+size_t AuthResultIndex(std::string_view result) {
+  for (size_t i = 0; i < kAuthResults.size(); ++i) {
+    if (kAuthResults[i] == result) return i;
+  }
+  return 1;  // "failed": an unknown result is never counted as success
 }
 
 std::span<const double> BucketBounds(Buckets b) {
@@ -78,6 +137,10 @@ size_t LabelCardinality(LabelKind kind) {
       return kMaxListeners;
     case LabelKind::kRejectReason:
       return kRejectReasons.size();
+    case LabelKind::kListenerTls:
+      return kMaxListeners * kTlsOutcomes.size();
+    case LabelKind::kAuthResult:
+      return kAuthResults.size();
   }
   return 1;
 }

@@ -25,6 +25,8 @@ enum class LabelKind {
   kNone,
   kListener,      // index of the listener in the config (names come from config)
   kRejectReason,  // RejectReasonNames()
+  kListenerTls,   // listener x TlsOutcomes(): index ListenerTlsIndex()
+  kAuthResult,    // AuthResultNames()
 };
 
 // Histogram bucket sets (upper bounds, +Inf implied).
@@ -56,6 +58,9 @@ enum MetricId : uint32_t {
   kWorkerUp,
   kPolicyVersion,
   kWorkerRestarts,
+  kTlsHandshakes,
+  kStartTlsDiscardedBytes,
+  kAuthAttempts,
   kMetricCount,
 };
 
@@ -66,6 +71,19 @@ std::span<const std::string_view> RejectReasonNames();
 size_t RejectReasonIndex(std::string_view reason);
 
 std::span<const double> BucketBounds(Buckets b);
+
+// A TLS handshake outcome: its version and result label values.
+struct TlsOutcome {
+  std::string_view version;  // "TLSv1.2", "TLSv1.3", "none" for failures
+  std::string_view result;   // "ok" or a failure class
+};
+std::span<const TlsOutcome> TlsOutcomes();
+// Index for kListenerTls: `version` is used for successes, `failure` for
+// failures (an empty failure means success). Unknown failures are "other".
+size_t ListenerTlsIndex(size_t listener, std::string_view version, std::string_view failure);
+
+std::span<const std::string_view> AuthResultNames();  // ok, failed, throttled
+size_t AuthResultIndex(std::string_view result);
 
 // Most label values a kListener metric can take; listeners beyond this count
 // share the last slot (the config validator refuses that many anyway).

@@ -1,5 +1,6 @@
 #include "common/metrics_exposition.h"
 
+#include <algorithm>
 #include <charconv>
 #include <string_view>
 
@@ -33,27 +34,43 @@ std::string EscapeLabel(std::string_view v) {
   return out;
 }
 
-// Label value names for the label dimension of `def`; empty for none.
-std::vector<std::string> LabelValues(const MetricDef& def, const ExpositionInput& in,
-                                     std::string* label_name) {
-  std::vector<std::string> values;
+using LabelSet = std::vector<std::pair<std::string, std::string>>;
+
+// The label sets a metric's series carry, paired with the series' label
+// index. Listener dimensions show only configured listeners.
+std::vector<std::pair<size_t, LabelSet>> Series(const MetricDef& def, const ExpositionInput& in) {
+  std::vector<std::pair<size_t, LabelSet>> out;
+  size_t listeners = std::min(in.listener_names.size(), kMaxListeners);
   switch (def.label) {
     case LabelKind::kNone:
-      label_name->clear();
-      values.emplace_back();
+      out.push_back({0, {}});
       break;
     case LabelKind::kListener:
-      *label_name = "listener";
-      for (size_t i = 0; i < in.listener_names.size() && i < kMaxListeners; ++i) {
-        values.push_back(in.listener_names[i]);
-      }
+      for (size_t i = 0; i < listeners; ++i) out.push_back({i, {{"listener", in.listener_names[i]}}});
       break;
     case LabelKind::kRejectReason:
-      *label_name = "reason";
-      for (std::string_view r : RejectReasonNames()) values.emplace_back(r);
+      for (size_t i = 0; i < RejectReasonNames().size(); ++i) {
+        out.push_back({i, {{"reason", std::string(RejectReasonNames()[i])}}});
+      }
+      break;
+    case LabelKind::kListenerTls:
+      for (size_t l = 0; l < listeners; ++l) {
+        for (size_t o = 0; o < TlsOutcomes().size(); ++o) {
+          const TlsOutcome& t = TlsOutcomes()[o];
+          out.push_back({l * TlsOutcomes().size() + o,
+                         {{"listener", in.listener_names[l]},
+                          {"version", std::string(t.version)},
+                          {"result", std::string(t.result)}}});
+        }
+      }
+      break;
+    case LabelKind::kAuthResult:
+      for (size_t i = 0; i < AuthResultNames().size(); ++i) {
+        out.push_back({i, {{"result", std::string(AuthResultNames()[i])}}});
+      }
       break;
   }
-  return values;
+  return out;
 }
 
 // Joins label pairs into "{a="x",b="y"}" (or "" when there are none).
@@ -101,8 +118,7 @@ std::string RenderPrometheus(const ExpositionInput& in) {
                             : def.type == MetricType::kGauge ? "gauge"
                                                              : "histogram";
     out += "# HELP " + name + " " + std::string(def.help) + "\n# TYPE " + name + " " + std::string(type) + "\n";
-    std::string label_name;
-    std::vector<std::string> values = LabelValues(def, in, &label_name);
+    std::vector<std::pair<size_t, LabelSet>> series = Series(def, in);
 
     // Per-shard metrics: one series per shard; others: one series summed.
     std::vector<std::vector<const MetricRegion*>> groups;
@@ -117,16 +133,16 @@ std::string RenderPrometheus(const ExpositionInput& in) {
       group_shard.emplace_back();
     }
     for (size_t g = 0; g < groups.size(); ++g) {
-      for (size_t l = 0; l < values.size(); ++l) {
-        std::vector<std::pair<std::string, std::string>> labels;
+      for (const auto& [index, set] : series) {
+        LabelSet labels;
         if (!group_shard[g].empty()) labels.emplace_back("shard", group_shard[g]);
-        labels.emplace_back(label_name, values[l]);
+        labels.insert(labels.end(), set.begin(), set.end());
         if (def.type == MetricType::kHistogram) {
-          RenderHistogram(id, name, groups[g], labels, l, &out);
+          RenderHistogram(id, name, groups[g], labels, index, &out);
           continue;
         }
         uint64_t v = 0;
-        for (const MetricRegion* r : groups[g]) v += r->Get(id, l);
+        for (const MetricRegion* r : groups[g]) v += r->Get(id, index);
         absl::StrAppend(&out, name, Labels(labels), " ", v, "\n");
       }
     }

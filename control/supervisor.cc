@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@ constexpr int64_t kStableMs = 60000;
 // Past the drain deadline, workers get this long to close their spool
 // before they are killed.
 constexpr int64_t kKillGraceMs = 5000;
+constexpr int64_t kTicketKeyRotationMs = 3600 * 1000;
 
 int64_t NowMs() {
   timespec ts{};
@@ -180,6 +182,7 @@ void Supervisor::SendSetup(Worker* w, bool reconfigure) {
   setup->set_shard(w->shard);
   setup->set_shard_count(options_.workers);
   setup->set_config_version(config_version_);
+  setup->set_tls_ticket_key(ticket_key_);
   *setup->mutable_config() = config_;
   absl::Status st = ipc::WriteFrame(w->ipc_fd, msg.SerializeAsString());
   if (!st.ok()) {
@@ -293,6 +296,26 @@ void Supervisor::Reload() {
   PublishStatus();
 }
 
+void Supervisor::RotateTicketKey() {
+  // Session-ticket keys are secrets shared by the node's workers so a
+  // returning client resumes on whichever worker it reaches; a new one each
+  // hour, each worker keeping the previous for decryption.
+  ticket_key_.assign(48, '\0');
+  if (getrandom(ticket_key_.data(), ticket_key_.size(), 0) !=
+      static_cast<ssize_t>(ticket_key_.size())) {
+    // Without a key the workers keep their own random ones: resumption
+    // then works only on the same worker.
+    ticket_key_.clear();
+    return;
+  }
+  ticket_key_rotated_ms_ = NowMs();
+  ipc::v1::SupervisorToWorker msg;
+  msg.mutable_ticket_key()->set_material(ticket_key_);
+  for (auto& w : workers_) {
+    if (w->ipc_fd >= 0) (void)ipc::WriteFrame(w->ipc_fd, msg.SerializeAsString());
+  }
+}
+
 absl::Status Supervisor::Run() {
   sigset_t mask;
   sigemptyset(&mask);
@@ -305,6 +328,7 @@ absl::Status Supervisor::Run() {
   if (sfd < 0) return absl::ErrnoToStatus(errno, "signalfd");
   signal(SIGPIPE, SIG_IGN);
 
+  RotateTicketKey();
   for (auto& w : workers_) {
     absl::Status st = Spawn(w.get());
     if (!st.ok()) return st;
@@ -312,6 +336,7 @@ absl::Status Supervisor::Run() {
 
   while (true) {
     int64_t now = NowMs();
+    if (!draining_ && now - ticket_key_rotated_ms_ >= kTicketKeyRotationMs) RotateTicketKey();
     bool any_alive = false;
     for (auto& w : workers_) any_alive |= w->pid > 0;
     if (draining_ && !any_alive) break;

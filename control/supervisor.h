@@ -63,12 +63,15 @@ class Supervisor {
   void OnChildExit(pid_t pid, int status);
   void StartDrain();
   void Reload();
+  void RotateTicketKey();
   // Copies the main thread's view of the workers for Status().
   void PublishStatus() ABSL_LOCKS_EXCLUDED(status_mu_);
 
   config::v1::Config config_;
   SupervisorOptions options_;
   uint64_t config_version_ = 1;
+  std::string ticket_key_;
+  int64_t ticket_key_rotated_ms_ = 0;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool draining_ = false;
   int64_t drain_deadline_ms_ = 0;

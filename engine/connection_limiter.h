@@ -40,7 +40,7 @@
 // never forgotten, so the table holds at most max_tracked_addresses + (keys
 // with open connections) entries, the latter at most max_total when that is
 // set. An entry costs under 200 bytes: about 3 MiB per worker at the default
-// cap. max_tracked_addresses = 0 keeps no rate history at all.
+// cap. max_tracked_addresses = 0 keeps rate history only while connected.
 //
 // The table is hashed with a per-instance seed, so a client choosing many
 // /64s cannot precompute colliding keys to slow every lookup down.

@@ -199,8 +199,9 @@ TEST(ConnectionLimiterTest, IdleEntriesAreCapped) {
   ConnectionLimiter limiter(limits);
   // Three clients with open connections and ten more that left: only the three
   // most recently idle keep their history.
-  for (int i = 0; i < 3; ++i)
+  for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(limiter.Admit("10.1.0." + std::to_string(i), 0), Admission::kOk);
+  }
   for (int i = 0; i < 10; ++i) {
     const std::string ip = "10.0.0." + std::to_string(i);
     ASSERT_EQ(limiter.Admit(ip, 0), Admission::kOk);

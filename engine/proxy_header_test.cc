@@ -66,12 +66,12 @@ void ExpectNeedMore(std::string_view in) {
 // the header.
 ProxyParseResult ExpectHeader(const std::string& header, const std::string& after = "EHLO a\r\n") {
   for (size_t n = 0; n < header.size(); ++n) {
-    const ProxyParseResult r = Parse(std::string_view(header).substr(0, n));
+    const ProxyParseResult r = Parse(std::string_view{header}.substr(0, n));
     EXPECT_EQ(r.status, Status::kNeedMore)
         << "prefix of " << n << " bytes of " << testing::PrintToString(header)
         << " error: " << r.error;
   }
-  const ProxyParseResult whole = Parse(header);
+  ProxyParseResult whole = Parse(header);
   EXPECT_EQ(whole.status, Status::kDone) << testing::PrintToString(header) << " " << whole.error;
   EXPECT_EQ(whole.consumed, header.size());
   const ProxyParseResult followed = Parse(header + after);
@@ -318,8 +318,8 @@ TEST(ProxyHeaderTest, V2TlvsMustTileTheLength) {
   // Caught as soon as its 3-byte header arrives, without waiting for the rest.
   const std::string early =
       V2(0x21, 0x11, kTcp4Addresses + Bytes({0x01}) + BigEndian16(200) + std::string(100, 'p'));
-  ExpectInvalid(std::string_view(early).substr(0, 16 + 12 + 3));
-  ExpectNeedMore(std::string_view(early).substr(0, 16 + 12 + 2));
+  ExpectInvalid(std::string_view{early}.substr(0, 16 + 12 + 3));
+  ExpectNeedMore(std::string_view{early}.substr(0, 16 + 12 + 2));
   // One or two stray bytes after the last TLV cannot be a TLV header.
   ExpectInvalid(V2(0x21, 0x11, kTcp4Addresses + Tlv(0x04, "x") + "\x01"));
   ExpectInvalid(V2(0x21, 0x11, kTcp4Addresses + Tlv(0x04, "x") + std::string("\x01\x00", 2)));
@@ -391,7 +391,7 @@ TEST(ProxyHeaderTest, VerdictsAreStableUnderMoreInput) {
     ProxyParseResult first;
     size_t first_at = 0;
     for (size_t n = 0; n <= input.size(); ++n) {
-      const ProxyParseResult r = Parse(std::string_view(input).substr(0, n));
+      const ProxyParseResult r = Parse(std::string_view{input}.substr(0, n));
       if (first.status == Status::kNeedMore) {
         first = r;
         first_at = n;

@@ -5,28 +5,68 @@
 #include <cerrno>
 
 #include "absl/time/clock.h"
+#include "common/log.h"
+#include "engine/proxy_header.h"
 #include "engine/worker.h"
 
 namespace postern::engine {
 
-SmtpConnection::SmtpConnection(Worker* worker, IoRing* ring, int fd, uint64_t id,
-                               size_t listener_index, SessionContext context, int64_t now_ms)
+SmtpConnection::SmtpConnection(Worker* worker, IoRing* ring, int fd, ConnectionSetup setup,
+                               int64_t now_ms)
     : worker_(worker),
       ring_(ring),
       fd_(fd),
-      id_(id),
-      listener_index_(listener_index),
-      client_ip_(context.client_ip),
-      session_(std::move(context)),
+      setup_(std::move(setup)),
+      client_ip_(setup_.socket_ip),
+      client_port_(setup_.socket_port),
+      phase_(setup_.proxy_protocol ? Phase::kProxyHeader : Phase::kSmtp),
       last_activity_ms_(now_ms) {}
 
 SmtpConnection::~SmtpConnection() = default;
 
 void SmtpConnection::Start() {
-  session_.Start(&out_pending_);
   ring_->Recv(fd_, &recv_op_);
   recv_armed_ = true;
   ++inflight_;
+  // Behind a load balancer the greeting waits for the PROXY header: the
+  // client's real address decides admission.
+  if (phase_ == Phase::kSmtp) BeginSession();
+}
+
+void SmtpConnection::BeginSession() {
+  if (!worker_->Admit(this)) {
+    Refuse("421 4.7.0 Too many connections\r\n");
+    return;
+  }
+  admitted_ = true;
+  session_ = std::make_unique<SmtpSession>(
+      worker_->MakeSessionContext(setup_.listener_index, client_ip_, client_port_));
+  if (setup_.implicit_tls) {
+    // RFC 8314: the handshake comes first; the greeting follows inside TLS.
+    StartTls();
+    return;
+  }
+  session_->Start(&out_pending_);
+  Flush();
+}
+
+void SmtpConnection::StartTls() {
+  TlsServerContext* ctx = worker_->tls_context();
+  if (ctx == nullptr) {
+    // No certificate could be loaded: nothing safe to offer.
+    log::LogEvent("tls_unavailable", log::Level::kError)
+        .Add("conn", static_cast<int64_t>(setup_.id))
+        .Emit();
+    Close();
+    return;
+  }
+  tls_ = std::make_unique<TlsSession>(ctx);
+  tls_state_ = Tls::kHandshake;
+}
+
+void SmtpConnection::Refuse(std::string_view reply) {
+  out_pending_.append(reply);
+  close_after_flush_ = true;
   Flush();
 }
 
@@ -38,16 +78,17 @@ void SmtpConnection::OnRecv(int res, uint32_t flags) {
   }
   if (res > 0) {
     if (flags & IORING_CQE_F_BUFFER) {
-      std::string_view data = ring_->BufferData(flags, res);
-      if (!closing_) session_.Receive(data);
+      if (!closing_ && !close_after_flush_) HandleWireBytes(ring_->BufferData(flags, res));
       ring_->ReturnBuffer(flags);
     }
-    worker_->CountReceived(listener_index_, static_cast<uint64_t>(res));
+    worker_->CountReceived(setup_.listener_index, static_cast<uint64_t>(res));
     last_activity_ms_ = worker_->NowMs();
-    if (!closing_) Drive();
   } else if (res == 0 || (res < 0 && res != -ENOBUFS)) {
     // Peer closed or the socket failed; a message being spooled still
     // completes in the spool (the client never saw 250 and will retry).
+    if (tls_state_ == Tls::kHandshake && !closing_) {
+      worker_->CountTlsHandshake(setup_.listener_index, "", "eof");
+    }
     if (!closing_) Close();
   }
   // A multishot recv ends after ENOBUFS or when the kernel decides; re-arm.
@@ -59,17 +100,145 @@ void SmtpConnection::OnRecv(int res, uint32_t flags) {
   MaybeFinish();
 }
 
+void SmtpConnection::HandleWireBytes(std::string_view data) {
+  if (phase_ == Phase::kProxyHeader) {
+    HandleProxyBytes(data);
+    return;
+  }
+  if (!session_) return;  // refused; waiting for the reply to flush
+  if (tls_state_ != Tls::kOff) {
+    HandleCiphertext(data);
+    return;
+  }
+  session_->Receive(data);
+  Drive();
+}
+
+void SmtpConnection::HandleCiphertext(std::string_view data) {
+  tls_->FeedCiphertext(data);
+  if (tls_state_ == Tls::kHandshake) {
+    TlsSession::HandshakeResult r = tls_->DoHandshake();
+    if (r == TlsSession::HandshakeResult::kFailed) {
+      worker_->CountTlsHandshake(setup_.listener_index, "", tls_->failure_reason());
+      log::LogEvent("tls_handshake_failed", log::Level::kWarn)
+          .Add("conn", static_cast<int64_t>(setup_.id))
+          .Add("client", client_ip_)
+          .Add("reason", tls_->failure_reason())
+          .Emit();
+      // Send the alert, then close.
+      tls_->TakeCiphertext(&wire_pending_);
+      tls_shutdown_sent_ = true;
+      close_after_flush_ = true;
+      Flush();
+      return;
+    }
+    if (r == TlsSession::HandshakeResult::kWantIO) {
+      Flush();
+      return;
+    }
+    HandshakeFinished();
+  }
+  // Application data, possibly already in the handshake's last flight.
+  plaintext_.clear();
+  absl::StatusOr<size_t> n = tls_->ReadPlaintext(&plaintext_);
+  if (!plaintext_.empty()) session_->Receive(plaintext_);
+  if (!n.ok()) {
+    // close_notify or a fatal alert: answer what was complete, then close.
+    if (!TlsSession::IsPeerClosed(n.status())) {
+      log::LogEvent("tls_error", log::Level::kWarn)
+          .Add("conn", static_cast<int64_t>(setup_.id))
+          .Add("error", std::string(n.status().message()))
+          .Emit();
+    }
+    close_after_flush_ = true;
+  }
+  Drive();
+}
+
+void SmtpConnection::HandshakeFinished() {
+  tls_state_ = Tls::kOn;
+  TlsFacts facts;
+  facts.version = tls_->version();
+  facts.cipher = tls_->cipher();
+  facts.bits = tls_->cipher_bits();
+  facts.alg_bits = tls_->cipher_alg_bits();
+  if (auto peer = tls_->peer_certificate()) {
+    facts.peer_cert_sha256 = peer->sha256_cert_hex;
+    facts.peer_spki_sha256 = peer->sha256_spki_hex;
+  }
+  worker_->CountTlsHandshake(setup_.listener_index, facts.version, "");
+  log::LogEvent("tls")
+      .Add("conn", static_cast<int64_t>(setup_.id))
+      .Add("version", facts.version)
+      .Add("cipher", facts.cipher)
+      .Add("resumed", tls_->resumed() ? "yes" : "no")
+      .Add("client_cert", facts.peer_cert_sha256.empty() ? "none" : facts.peer_cert_sha256)
+      .Emit();
+  session_->TlsStarted(facts);
+  if (setup_.implicit_tls && !greeted_) {
+    greeted_ = true;
+    session_->Start(&out_pending_);
+  }
+}
+
+void SmtpConnection::HandleProxyBytes(std::string_view data) {
+  proxy_buffer_.append(data);
+  ProxyParseResult r = ParseProxyHeader(proxy_buffer_);
+  if (r.status == ProxyParseResult::Status::kNeedMore) return;
+  if (r.status == ProxyParseResult::Status::kInvalid) {
+    // No greeting was sent, so there is nobody to answer: an SMTP client
+    // that reached a PROXY listener directly is simply disconnected.
+    log::LogEvent("proxy_header_invalid", log::Level::kWarn)
+        .Add("conn", static_cast<int64_t>(setup_.id))
+        .Add("peer", setup_.socket_ip)
+        .Add("error", r.error)
+        .Emit();
+    worker_->CountRejection("proxy_header");
+    Close();
+    return;
+  }
+  if (!r.local) {
+    client_ip_ = r.source_ip;
+    client_port_ = r.source_port;
+  }
+  log::LogEvent("proxy_header")
+      .Add("conn", static_cast<int64_t>(setup_.id))
+      .Add("peer", setup_.socket_ip)
+      .Add("client", client_ip_)
+      .Emit();
+  std::string rest = proxy_buffer_.substr(r.consumed);
+  proxy_buffer_.clear();
+  proxy_buffer_.shrink_to_fit();
+  phase_ = Phase::kSmtp;
+  BeginSession();
+  // Bytes behind the header were sent before our greeting (or are the TLS
+  // ClientHello on an implicit-TLS listener).
+  if (!rest.empty() && session_ && !closing_) HandleWireBytes(rest);
+}
+
 void SmtpConnection::Drive() {
-  while (!closing_) {
-    SmtpSession::Event ev = session_.Process(&out_pending_);
+  while (!closing_ && session_) {
+    SmtpSession::Event ev = session_->Process(&out_pending_);
     if (ev == SmtpSession::Event::kSpool) {
       std::string queue_id = worker_->NextQueueId();
-      AcceptedMessage msg = session_.TakeMessage(queue_id, absl::Now());
+      AcceptedMessage msg = session_->TakeMessage(queue_id, absl::Now());
       waiting_for_spool_ = true;
       worker_->Spool(this, queue_id, std::move(msg));
-      break;
+    } else if (ev == SmtpSession::Event::kAuthCheck) {
+      waiting_for_auth_ = true;
+      worker_->CheckAuth(this, session_->TakeAuthRequest());
+    } else if (ev == SmtpSession::Event::kStartTls && tls_state_ == Tls::kOff) {
+      // The 220 goes out in plaintext; everything after it is TLS. The
+      // session already dropped whatever the client pipelined behind
+      // STARTTLS.
+      uint64_t discarded = session_->discarded_after_starttls();
+      if (discarded > 0) worker_->CountStartTlsDiscarded(setup_.listener_index, discarded);
+      wire_pending_.append(out_pending_);
+      out_pending_.clear();
+      StartTls();
+    } else if (ev == SmtpSession::Event::kClose) {
+      close_after_flush_ = true;
     }
-    if (ev == SmtpSession::Event::kClose) close_after_flush_ = true;
     break;
   }
   CountRejections();
@@ -78,38 +247,77 @@ void SmtpConnection::Drive() {
 
 void SmtpConnection::SpoolDone(const absl::Status& status, const std::string& queue_id) {
   waiting_for_spool_ = false;
-  if (closing_) return;
-  session_.SpoolDone(status, queue_id, &out_pending_);
+  if (closing_ || !session_) return;
+  session_->SpoolDone(status, queue_id, &out_pending_);
+  last_activity_ms_ = worker_->NowMs();
+  Drive();
+}
+
+void SmtpConnection::AuthDone(AuthOutcome outcome, std::vector<std::string> user_domains) {
+  waiting_for_auth_ = false;
+  if (closing_ || !session_) return;
+  session_->AuthDone(outcome, std::move(user_domains), &out_pending_);
   last_activity_ms_ = worker_->NowMs();
   Drive();
 }
 
 void SmtpConnection::Timeout() {
   if (closing_) return;
-  session_.Timeout(&out_pending_);
-  close_after_flush_ = true;
-  Flush();
+  if (session_ && tls_state_ != Tls::kHandshake) {
+    session_->Timeout(&out_pending_);
+    close_after_flush_ = true;
+    Flush();
+  } else {
+    // No PROXY header, or no handshake, in time: no channel to answer on.
+    if (tls_state_ == Tls::kHandshake) {
+      worker_->CountTlsHandshake(setup_.listener_index, "", "timeout");
+    }
+    Close();
+  }
 }
 
 void SmtpConnection::Shutdown() {
   if (closing_) return;
-  session_.Shutdown(&out_pending_);
-  close_after_flush_ = true;
-  Flush();
+  if (session_ && tls_state_ != Tls::kHandshake) {
+    session_->Shutdown(&out_pending_);
+    close_after_flush_ = true;
+    Flush();
+  } else {
+    Close();
+  }
 }
 
 void SmtpConnection::CountRejections() {
-  for (const std::string& reason : session_.TakeRejections()) worker_->CountRejection(reason);
+  if (!session_) return;
+  for (const std::string& reason : session_->TakeRejections()) worker_->CountRejection(reason);
 }
 
 void SmtpConnection::Flush() {
-  if (send_armed_ || closing_) return;
-  if (out_pending_.empty()) {
+  if (closing_) return;
+  // Replies become wire bytes: through TLS once it is up, as they are
+  // without it. During a handshake they wait (nothing is produced then).
+  if (!out_pending_.empty()) {
+    if (tls_state_ == Tls::kOn) {
+      absl::Status st = tls_->WritePlaintext(out_pending_);
+      out_pending_.clear();
+      if (!st.ok()) close_after_flush_ = true;
+    } else if (tls_state_ == Tls::kOff) {
+      wire_pending_.append(out_pending_);
+      out_pending_.clear();
+    }
+  }
+  if (tls_state_ == Tls::kOn && close_after_flush_ && !tls_shutdown_sent_) {
+    tls_shutdown_sent_ = true;
+    tls_->Shutdown();
+  }
+  if (tls_) tls_->TakeCiphertext(&wire_pending_);
+  if (send_armed_) return;
+  if (wire_pending_.empty()) {
     if (close_after_flush_) Close();
     return;
   }
-  out_inflight_.swap(out_pending_);
-  out_pending_.clear();
+  out_inflight_.swap(wire_pending_);
+  wire_pending_.clear();
   inflight_sent_ = 0;
   send_armed_ = true;
   ++inflight_;

@@ -1,5 +1,6 @@
 // SmtpConnection: one accepted SMTP socket on the worker's ring. It moves
-// bytes between the socket and its SmtpSession, and hands completed messages
+// bytes between the socket and its SmtpSession through the optional layers
+// of its listener (PROXY protocol header, TLS), and hands completed messages
 // to the worker for spooling.
 //
 // Lifetime: owned by the Worker (connection table). Close() starts shutdown;
@@ -10,20 +11,32 @@
 #define POSTERN_ENGINE_SMTP_CONNECTION_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "engine/io_ring.h"
 #include "engine/smtp_session.h"
+#include "engine/tls_session.h"
 
 namespace postern::engine {
 
 class Worker;
 
+// What the connection knows about its listener and peer when accepted.
+struct ConnectionSetup {
+  uint64_t id = 0;
+  size_t listener_index = 0;
+  std::string listener_name;
+  bool proxy_protocol = false;  // expect a PROXY v1/v2 header first
+  bool implicit_tls = false;    // TLS from the first byte (port 465)
+  std::string socket_ip;        // the TCP peer (the load balancer when proxied)
+  uint16_t socket_port = 0;
+};
+
 class SmtpConnection {
  public:
-  SmtpConnection(Worker* worker, IoRing* ring, int fd, uint64_t id, size_t listener_index,
-                 SessionContext context, int64_t now_ms);
+  SmtpConnection(Worker* worker, IoRing* ring, int fd, ConnectionSetup setup, int64_t now_ms);
   ~SmtpConnection();
   SmtpConnection(const SmtpConnection&) = delete;
   SmtpConnection& operator=(const SmtpConnection&) = delete;
@@ -35,12 +48,18 @@ class SmtpConnection {
   void Timeout();
   // Node is stopping: 421 4.3.2 and close.
   void Shutdown();
+  // The verifier's answer to the AUTH this connection handed over.
+  void AuthDone(AuthOutcome outcome, std::vector<std::string> user_domains);
 
-  uint64_t id() const { return id_; }
-  size_t listener_index() const { return listener_index_; }
+  uint64_t id() const { return setup_.id; }
+  size_t listener_index() const { return setup_.listener_index; }
+  // The client: from the PROXY header when the listener expects one.
   const std::string& client_ip() const { return client_ip_; }
+  // False until the client's address is known (PROXY header read).
+  bool admitted() const { return admitted_; }
   int64_t last_activity_ms() const { return last_activity_ms_; }
   bool waiting_for_spool() const { return waiting_for_spool_; }
+  bool waiting_for_auth() const { return waiting_for_auth_; }
   bool closing() const { return closing_; }
   // True once closed and no ring operation is in flight: safe to delete.
   bool Finished() const { return closing_ && inflight_ == 0 && fd_closed_; }
@@ -63,10 +82,21 @@ class SmtpConnection {
     SmtpConnection* c_;
   };
 
+  enum class Phase { kProxyHeader, kSmtp };
+  enum class Tls { kOff, kHandshake, kOn };
+
   void OnRecv(int res, uint32_t flags);
   void OnSent(int res);
+  void HandleWireBytes(std::string_view data);
+  void HandleProxyBytes(std::string_view data);
+  // The client is known: admission check, then the SMTP session starts.
+  void BeginSession();
+  void StartTls();
+  void HandleCiphertext(std::string_view data);
+  void HandshakeFinished();
   void Drive();
   void Flush();
+  void Refuse(std::string_view reply);
   void Close();
   void MaybeFinish();
   void CountRejections();
@@ -74,14 +104,21 @@ class SmtpConnection {
   Worker* worker_;
   IoRing* ring_;
   int fd_;
-  uint64_t id_;
-  size_t listener_index_;
+  ConnectionSetup setup_;
   std::string client_ip_;
-  SmtpSession session_;
+  uint16_t client_port_ = 0;
+  Phase phase_;
+  std::string proxy_buffer_;
+  bool admitted_ = false;
+  std::unique_ptr<SmtpSession> session_;
+  Tls tls_state_ = Tls::kOff;
+  std::unique_ptr<TlsSession> tls_;
+  std::string plaintext_;       // decrypted input, reused buffer
+  std::string wire_pending_;    // bytes for the socket not yet sent
   RecvOp recv_op_{this};
   SendOp send_op_{this};
-  std::string out_pending_;   // replies not yet handed to the kernel
-  std::string out_inflight_;  // the buffer of the send in flight
+  std::string out_pending_;   // replies (plaintext) not yet through TLS
+  std::string out_inflight_;  // the wire bytes of the send in flight
   size_t inflight_sent_ = 0;
   int inflight_ = 0;          // ring operations that will still complete
   bool recv_armed_ = false;
@@ -90,6 +127,9 @@ class SmtpConnection {
   bool closing_ = false;
   bool fd_closed_ = false;
   bool waiting_for_spool_ = false;
+  bool waiting_for_auth_ = false;
+  bool tls_shutdown_sent_ = false;
+  bool greeted_ = false;
   int64_t last_activity_ms_;
 };
 

@@ -44,6 +44,70 @@ bool ParseSizeValue(std::string_view value, uint64_t* size) {
   return true;
 }
 
+// Best-effort erasure of secrets: volatile stores the compiler cannot drop as
+// dead (the session may not link libsodium's sodium_memzero; it stays pure).
+void Wipe(char* p, size_t n) {
+  volatile char* v = p;
+  for (size_t i = 0; i < n; ++i) v[i] = 0;
+}
+
+// Every byte the string owns, including what a move or a shorter value left
+// past size() (short values live inside the object): resize() to capacity()
+// makes those bytes part of the string first.
+void Wipe(std::string* s) {
+  s->resize(s->capacity());
+  Wipe(s->data(), s->size());
+  s->clear();
+}
+
+// Strict RFC 4648 base64 as RFC 4954 requires: padded, no whitespace, no
+// other alphabet. Returns false on anything else.
+bool DecodeBase64(std::string_view in, std::string* out) {
+  out->clear();
+  if (in.size() % 4 != 0) return false;
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  for (size_t i = 0; i < in.size(); i += 4) {
+    const bool last = i + 4 == in.size();
+    int v[4];
+    int padding = 0;
+    for (int j = 0; j < 4; ++j) {
+      const char c = in[i + j];
+      if (c == '=' && last && j >= 2) {
+        ++padding;
+        v[j] = 0;
+        continue;
+      }
+      if (padding > 0) return false;  // data after '='
+      v[j] = value(c);
+      if (v[j] < 0) return false;
+    }
+    const uint32_t n = (v[0] << 18) | (v[1] << 12) | (v[2] << 6) | v[3];
+    out->push_back(static_cast<char>(n >> 16));
+    if (padding < 2) out->push_back(static_cast<char>((n >> 8) & 0xff));
+    if (padding < 1) out->push_back(static_cast<char>(n & 0xff));
+  }
+  return true;
+}
+
+// Library-supplied TLS names go into a header: keep them to a token alphabet
+// so no value can ever break the header's syntax.
+std::string HeaderToken(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-') {
+      out.push_back(c);
+    }
+  }
+  return out.empty() ? std::string("unknown") : out;
+}
+
 }  // namespace
 
 struct SmtpSession::State {
@@ -52,7 +116,18 @@ struct SmtpSession::State {
     kData,        // reading DATA content
     kSpoolReady,  // content complete; waiting for TakeMessage
     kWaitSpool,   // message taken; waiting for SpoolDone
+    kStartTls,    // 220 sent for STARTTLS; waiting for TlsStarted
+    kAuthReady,   // credentials complete; waiting for TakeAuthRequest
+    kWaitAuth,    // credentials taken; waiting for AuthDone
     kClosed,      // a final reply was sent; nothing more is read
+  };
+
+  // Where an AUTH exchange stands between command lines (RFC 4954 4).
+  enum class Sasl {
+    kNone,           // not in an exchange: lines are commands
+    kPlain,          // sent "334 ", expecting the PLAIN response
+    kLoginUser,      // sent "334 VXNlcm5hbWU6" (Username:)
+    kLoginPassword,  // sent "334 UGFzc3dvcmQ6" (Password:)
   };
 
   explicit State(SessionContext c) : context(std::move(c)) {}
@@ -66,10 +141,15 @@ struct SmtpSession::State {
   // After an over-long command line: drop bytes up to the next LF.
   bool discarding_line = false;
 
-  // Per session.
+  // Per session (STARTTLS resets all but tls_active/tls).
   std::string helo;  // empty until EHLO/HELO
   bool esmtp = false;
-  bool authenticated = false;  // set by AUTH once it exists
+  bool tls_active = false;
+  TlsFacts tls;                           // meaningful while tls_active
+  bool authenticated = false;             // AuthDone(kOk)
+  std::vector<std::string> user_domains;  // from AuthDone(kOk)
+  Sasl sasl = Sasl::kNone;
+  AuthRequest auth;  // being collected, or waiting for TakeAuthRequest
 
   // Per transaction (RSET, EHLO/HELO and the end of DATA clear these).
   bool in_mail = false;
@@ -82,6 +162,7 @@ struct SmtpSession::State {
 
   uint64_t commands = 0;
   uint64_t messages_accepted = 0;
+  uint64_t discarded_after_starttls = 0;
   size_t errors = 0;  // since the last accepted message
   std::vector<std::string> rejections;
 
@@ -106,10 +187,25 @@ struct SmtpSession::State {
     content = std::string();  // release the buffer, it may be large
   }
 
+  void ForgetAuthExchange() {
+    sasl = Sasl::kNone;
+    Wipe(&auth.username);
+    Wipe(&auth.password);
+  }
+
   void Close(std::string* out, std::string_view line) {
     Reply(out, line);
+    ForgetAuthExchange();
     phase = Phase::kClosed;
   }
+
+  // Until TLS is up, the listener refuses mail commands (RFC 3207 4).
+  bool TlsRequiredNow() const {
+    return !tls_active && (context.tls_mode == SessionContext::TlsMode::kRequire ||
+                           context.tls_mode == SessionContext::TlsMode::kImplicit);
+  }
+
+  bool AuthOffered() const { return context.auth_enabled && tls_active; }
 
   // A negative reply. Those caused by the client count towards max_errors,
   // as in Postfix's smtpd_hard_error_limit; "too many recipients" does not,
@@ -135,6 +231,12 @@ struct SmtpSession::State {
           return Event::kSpool;
         case Phase::kWaitSpool:
           return Event::kWaitSpool;
+        case Phase::kStartTls:
+          return Event::kStartTls;
+        case Phase::kAuthReady:
+          return Event::kAuthCheck;
+        case Phase::kWaitAuth:
+          return Event::kWaitAuth;
         case Phase::kData:
           if (!StepData(out)) return Event::kNeedInput;
           break;
@@ -145,7 +247,8 @@ struct SmtpSession::State {
     }
   }
 
-  // Handles one command line; false if no complete line is buffered.
+  // Handles one command line (or AUTH response line); false if no complete
+  // line is buffered.
   bool StepCommand(std::string* out) {
     const std::string_view pending = Pending();
     const size_t lf = pending.find('\n');
@@ -163,26 +266,47 @@ struct SmtpSession::State {
       // Without its LF the line is already too long: answer now rather than
       // buffer an unbounded line, then drop the rest of it as it arrives.
       if (pending.size() >= limit) {
-        ++commands;
+        Wipe(input.data() + input_pos, pending.size());  // may be a secret
         input_pos = input.size();
         discarding_line = true;
-        Reject(out, "500 5.5.2 Line too long", "line_too_long");
+        LineTooLong(out);
         return true;  // the reject may have closed the session
       }
       return false;
     }
-    ++commands;
+    const size_t line_start = input_pos;
     std::string_view line = pending.substr(0, lf);
     input_pos += lf + 1;
     if (lf + 1 > limit) {
-      Reject(out, "500 5.5.2 Line too long", "line_too_long");
+      Wipe(input.data() + line_start, lf + 1);
+      LineTooLong(out);
       return true;
     }
     // A bare LF ends a command line too. Unlike inside DATA this is harmless:
     // a command is never relayed, so there is nothing to smuggle.
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (sasl != Sasl::kNone) {
+      HandleSaslResponse(line, out);
+      Wipe(input.data() + line_start, lf + 1);
+      return true;
+    }
+    ++commands;
+    // AUTH may carry an initial response: a secret.
+    const size_t verb_start = line.find_first_not_of(" \t");
+    const bool secret = verb_start != std::string_view::npos &&
+                        absl::StartsWithIgnoreCase(Absl(line.substr(verb_start)), "AUTH");
     HandleCommand(line, out);
+    if (secret) Wipe(input.data() + line_start, lf + 1);
     return true;
+  }
+
+  void LineTooLong(std::string* out) {
+    if (sasl != Sasl::kNone) {
+      ForgetAuthExchange();
+      return Reject(out, "500 5.5.6 Authentication exchange line is too long", "line_too_long");
+    }
+    ++commands;
+    Reject(out, "500 5.5.2 Line too long", "line_too_long");
   }
 
   // Feeds buffered input to the DATA reader; false if more input is needed.
@@ -226,7 +350,19 @@ struct SmtpSession::State {
                                                                         : "syntax");
       return;
     }
-    const SmtpCommand& cmd = *parsed;
+    SmtpCommand& cmd = *parsed;
+    switch (cmd.verb) {
+      case Verb::kMail:
+      case Verb::kRcpt:
+      case Verb::kData:
+      case Verb::kBdat:
+        if (TlsRequiredNow()) {
+          return Reject(out, "530 5.7.0 Must issue a STARTTLS command first", "tls_required");
+        }
+        break;
+      default:
+        break;
+    }
     switch (cmd.verb) {
       case Verb::kEhlo:
       case Verb::kHelo:
@@ -250,10 +386,14 @@ struct SmtpSession::State {
         // RFC 5321 3.5.3: 252 when we will not verify but will try delivery.
         return Reply(out,
                      "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
+      case Verb::kStarttls:
+        return HandleStartTls(out);
+      case Verb::kAuth:
+        HandleAuth(cmd.argument, out);
+        Wipe(&cmd.argument);
+        return;
       case Verb::kExpn:
       // Not offered in EHLO yet; each gets its handler when its issue lands.
-      case Verb::kStarttls:
-      case Verb::kAuth:
       case Verb::kBdat:
         return Reject(out, "502 5.5.1 Command not implemented", "not_implemented");
       case Verb::kUnknown:  // the parser reports unknown verbs as errors
@@ -262,24 +402,161 @@ struct SmtpSession::State {
     Reject(out, "500 5.5.2 Error: command not recognized", "unknown_command");
   }
 
+  void HandleStartTls(std::string* out) {
+    if (context.tls_mode == SessionContext::TlsMode::kNone) {
+      return Reject(out, "502 5.5.1 Command not implemented", "not_implemented");
+    }
+    // Covers implicit TLS too. 554 rather than 503: repeating the command
+    // later in the session cannot succeed either (Postfix answers the same).
+    if (tls_active) return Reject(out, "554 5.5.1 Error: TLS already active", "bad_sequence");
+    if (context.tls_mode == SessionContext::TlsMode::kImplicit) {
+      // Only reachable if the glue skipped TlsStarted(): never offered.
+      return Reject(out, "502 5.5.1 Command not implemented", "not_implemented");
+    }
+    Reply(out, "220 2.0.0 Ready to start TLS");
+    // Whatever the client pipelined behind STARTTLS arrived in plaintext and
+    // must never be read as if it came through TLS (CVE-2011-0411).
+    discarded_after_starttls += input.size() - input_pos;
+    input_pos = input.size();
+    discarding_line = false;
+    phase = Phase::kStartTls;
+  }
+
+  void HandleAuth(std::string_view argument, std::string* out) {
+    if (!context.auth_enabled) {
+      if (TlsRequiredNow()) {
+        return Reject(out, "530 5.7.0 Must issue a STARTTLS command first", "tls_required");
+      }
+      return Reject(out, "502 5.5.1 Command not implemented", "not_implemented");
+    }
+    // The SPEC's answer for AUTH before TLS, also on listeners that require
+    // TLS for everything: it names the actual problem.
+    if (!tls_active) {
+      return Reject(out, "538 5.7.11 Encryption required for requested authentication mechanism",
+                    "auth_required_tls");
+    }
+    if (!esmtp) return Reject(out, "503 5.5.1 Error: send EHLO first", "bad_sequence");
+    if (authenticated) return Reject(out, "503 5.5.1 Error: already authenticated", "bad_sequence");
+    if (in_mail) {
+      return Reject(out, "503 5.5.1 Error: MAIL transaction in progress", "bad_sequence");
+    }
+    const size_t space = argument.find(' ');
+    const std::string_view mechanism = argument.substr(0, space);
+    std::string_view initial;
+    bool has_initial = false;
+    if (space != std::string_view::npos) {
+      initial = argument.substr(space + 1);
+      while (!initial.empty() && initial.front() == ' ') initial.remove_prefix(1);
+      has_initial = true;
+    }
+    if (mechanism.empty() || initial.find(' ') != std::string_view::npos) {
+      return Reject(out, "501 5.5.4 Syntax: AUTH mechanism [initial-response]", "syntax");
+    }
+    // RFC 4954 4: "=" is an initial response of zero length.
+    if (initial == "=") initial = std::string_view();
+    if (absl::EqualsIgnoreCase(Absl(mechanism), "PLAIN")) {
+      if (!has_initial) {
+        sasl = Sasl::kPlain;
+        return Reply(out, "334 ");
+      }
+      return PlainResponse(initial, out);
+    }
+    if (absl::EqualsIgnoreCase(Absl(mechanism), "LOGIN")) {
+      // Some clients send the user name with the command (draft-murchison-
+      // sasl-login); otherwise ask for it.
+      if (!has_initial) {
+        sasl = Sasl::kLoginUser;
+        return Reply(out, "334 VXNlcm5hbWU6");
+      }
+      sasl = Sasl::kLoginUser;
+      return HandleSaslResponse(initial, out);
+    }
+    Reject(out, "504 5.5.4 Unrecognized authentication type", "auth_mechanism");
+  }
+
+  // One client line inside an AUTH exchange (or a LOGIN/PLAIN initial
+  // response).
+  void HandleSaslResponse(std::string_view line, std::string* out) {
+    if (line == "*") {
+      ForgetAuthExchange();
+      return Reject(out, "501 5.7.0 Authentication aborted", "auth_aborted");
+    }
+    switch (sasl) {
+      case Sasl::kPlain:
+        sasl = Sasl::kNone;
+        return PlainResponse(line, out);
+      case Sasl::kLoginUser:
+        if (!DecodeBase64(line, &auth.username)) break;
+        sasl = Sasl::kLoginPassword;
+        return Reply(out, "334 UGFzc3dvcmQ6");
+      case Sasl::kLoginPassword:
+        if (!DecodeBase64(line, &auth.password)) break;
+        sasl = Sasl::kNone;
+        return CredentialsComplete(/*authorization_id=*/{}, out);
+      case Sasl::kNone:
+        assert(false);
+        return;
+    }
+    ForgetAuthExchange();
+    Reject(out, "501 5.5.2 Cannot decode response", "syntax");
+  }
+
+  // RFC 4616: [authzid] NUL authcid NUL passwd.
+  void PlainResponse(std::string_view encoded, std::string* out) {
+    sasl = Sasl::kNone;
+    std::string decoded;
+    const bool ok = DecodeBase64(encoded, &decoded);
+    const size_t first = decoded.find('\0');
+    const size_t second = first == std::string::npos ? first : decoded.find('\0', first + 1);
+    if (!ok || second == std::string::npos || decoded.find('\0', second + 1) != std::string::npos) {
+      Wipe(&decoded);
+      ForgetAuthExchange();
+      return Reject(out, "501 5.5.2 Cannot decode response", "syntax");
+    }
+    const std::string authorization_id = decoded.substr(0, first);
+    auth.username = decoded.substr(first + 1, second - first - 1);
+    auth.password = decoded.substr(second + 1);
+    Wipe(&decoded);
+    CredentialsComplete(authorization_id, out);
+  }
+
+  void CredentialsComplete(std::string_view authorization_id, std::string* out) {
+    // Acting for another identity (an authzid naming someone else) is not
+    // supported; empty fields can never verify. Refused here, without
+    // spending a password check on them.
+    if ((!authorization_id.empty() && authorization_id != auth.username) || auth.username.empty() ||
+        auth.password.empty()) {
+      ForgetAuthExchange();
+      return Reject(out, "535 5.7.8 Authentication credentials invalid", "auth_failed");
+    }
+    phase = Phase::kAuthReady;
+  }
+
   void HandleHelo(const SmtpCommand& cmd, std::string* out) {
     // RFC 5321 4.1.4: a repeated EHLO/HELO resets the transaction like RSET.
     ResetTransaction();
     helo = cmd.argument;
     esmtp = cmd.verb == Verb::kEhlo;
     if (!esmtp) return Reply(out, absl::StrCat("250 ", context.hostname));
-    // The extensions offered. STARTTLS, AUTH, CHUNKING and DSN are added here
-    // (per listener) together with their command handlers.
-    const std::string keywords[] = {
+    // The extensions offered. CHUNKING and DSN are added here (per listener)
+    // together with their command handlers.
+    std::vector<std::string> keywords = {
         "PIPELINING",
         absl::StrCat("SIZE ", context.limits.max_message_size),
         "8BITMIME",
         "SMTPUTF8",
-        "ENHANCEDSTATUSCODES",
     };
+    if (!tls_active && (context.tls_mode == SessionContext::TlsMode::kOffer ||
+                        context.tls_mode == SessionContext::TlsMode::kRequire)) {
+      keywords.push_back("STARTTLS");
+    }
+    // Only inside TLS: offering AUTH in plaintext invites clients to send
+    // passwords in the clear.
+    if (AuthOffered()) keywords.push_back("AUTH PLAIN LOGIN");
+    keywords.push_back("ENHANCEDSTATUSCODES");
     Reply(out, absl::StrCat("250-", context.hostname));
-    for (size_t i = 0; i < std::size(keywords); ++i) {
-      Reply(out, absl::StrCat(i + 1 < std::size(keywords) ? "250-" : "250 ", keywords[i]));
+    for (size_t i = 0; i < keywords.size(); ++i) {
+      Reply(out, absl::StrCat(i + 1 < keywords.size() ? "250-" : "250 ", keywords[i]));
     }
   }
 
@@ -303,9 +580,13 @@ struct SmtpSession::State {
       } else if (key == "SMTPUTF8") {
         if (!value.empty()) return Reject(out, "501 5.5.4 Bad SMTPUTF8 parameter syntax", "syntax");
         utf8 = true;
+      } else if (key == "AUTH" && AuthOffered()) {
+        // RFC 4954 5: the identity a relaying client vouches for. We do not
+        // trust it from anyone and relay nothing onwards, so it is ignored.
+        if (value.empty()) return Reject(out, "501 5.5.4 Bad AUTH parameter syntax", "syntax");
       } else {
-        // RET/ENVID (DSN) and AUTH= are not offered yet. The keyword is
-        // alphanumeric (checked by the parser), so echoing it is safe.
+        // RET/ENVID (DSN) are not offered yet. The keyword is alphanumeric
+        // (checked by the parser), so echoing it is safe.
         return Reject(out, absl::StrCat("555 5.5.4 Unsupported option: ", key),
                       "unsupported_parameter");
       }
@@ -316,6 +597,36 @@ struct SmtpSession::State {
     if (!utf8 && HasNonAscii(cmd.path)) {
       return Reject(out, "553 5.6.7 Must declare SMTPUTF8 to send unicode address",
                     "smtputf8_required");
+    }
+    const std::string_view domain = MailboxDomain(cmd.path);
+    if (const PartnerRule* partner =
+            context.inbound == nullptr ? nullptr : context.inbound->Match(domain)) {
+      // Pins imply TLS: without it there is no certificate to check.
+      if ((partner->require_tls || !partner->pins.empty()) && !tls_active) {
+        return Reject(out, "530 5.7.0 Must issue a STARTTLS command first", "tls_required");
+      }
+      if (!partner->pins.empty()) {
+        // The domain matched a configured (ASCII) partner and passed the
+        // address parser, so it is safe to echo.
+        if (tls.peer_cert_sha256.empty() && tls.peer_spki_sha256.empty()) {
+          return Reject(out,
+                        absl::StrCat("530 5.7.0 Client certificate required for ", Absl(domain)),
+                        "client_cert_required");
+        }
+        if (!partner->AcceptsCertificate(tls.peer_cert_sha256, tls.peer_spki_sha256)) {
+          return Reject(
+              out, absl::StrCat("550 5.7.1 Client certificate not authorised for ", Absl(domain)),
+              "client_cert_rejected");
+        }
+      }
+    }
+    // The null sender (bounces, vacation replies) names no owner, so it is
+    // not checked.
+    if (context.sender_login_match && authenticated && !domain.empty() &&
+        std::none_of(user_domains.begin(), user_domains.end(),
+                     [&](const std::string& d) { return DomainMatches(d, domain); })) {
+      return Reject(out, "553 5.7.1 Sender address rejected: not owned by user",
+                    "sender_not_owned");
     }
     in_mail = true;
     sender = cmd.path;
@@ -344,6 +655,10 @@ struct SmtpSession::State {
         !context.relay->MayRelay(context.client_ip, MailboxDomain(cmd.path), authenticated)) {
       return Reject(out, "554 5.7.1 Relay access denied", "relay_denied");
     }
+    if (!tls_active && context.inbound != nullptr &&
+        context.inbound->RecipientRequiresTls(MailboxDomain(cmd.path))) {
+      return Reject(out, "530 5.7.0 Must issue a STARTTLS command first", "tls_required");
+    }
     recipients.push_back(cmd.path);
     Reply(out, "250 2.1.5 Ok");
   }
@@ -357,13 +672,30 @@ struct SmtpSession::State {
     Reply(out, "354 End data with <CR><LF>.<CR><LF>");
   }
 
+  // RFC 3848 / RFC 6531 3.7.3 protocol names: "S" for TLS, "A" for AUTH.
+  // There are no such names for HELO (plain SMTP), which also cannot AUTH.
+  std::string Protocol() const {
+    if (!esmtp && !smtputf8) return "SMTP";
+    std::string protocol = smtputf8 ? "UTF8SMTP" : "ESMTP";
+    if (tls_active) protocol += 'S';
+    if (authenticated) protocol += 'A';
+    return protocol;
+  }
+
+  // The login name is deliberately absent: recipients have no business
+  // learning it (privacy); the spool's logs are the place to correlate.
   std::string ReceivedHeader(std::string_view queue_id, absl::Time now) const {
-    // RFC 3848 / RFC 6531 3.7.3 protocol names; TLS and AUTH will add the
-    // "S"/"A" suffixes when they exist.
-    const std::string_view protocol = smtputf8 ? "UTF8SMTP" : (esmtp ? "ESMTP" : "SMTP");
-    std::string header =
-        absl::StrCat("Received: from ", helo, " ([", context.client_ip, "])\r\n\tby ",
-                     context.hostname, " (Postern) with ", Absl(protocol), " id ", Absl(queue_id));
+    std::string header = absl::StrCat("Received: from ", helo, " ([", context.client_ip, "])\r\n");
+    std::string with = Protocol();
+    if (tls_active) {
+      const std::string cipher = HeaderToken(tls.cipher);
+      // The familiar Postfix comment, then the RFC 8314 4.3 "tls" clause.
+      absl::StrAppend(&header, "\t(using ", HeaderToken(tls.version), " with cipher ", cipher, " (",
+                      tls.bits, "/", tls.alg_bits, " bits))\r\n");
+      absl::StrAppend(&with, " tls ", cipher);
+    }
+    absl::StrAppend(&header, "\tby ", context.hostname, " (Postern) with ", with, " id ",
+                    Absl(queue_id));
     // Naming the recipient is only safe when there is one: with several it
     // would disclose the others' addresses to each of them.
     if (recipients.size() == 1) absl::StrAppend(&header, "\r\n\tfor <", recipients[0], ">");
@@ -384,8 +716,14 @@ void SmtpSession::Start(std::string* out) {
 }
 
 void SmtpSession::Receive(std::string_view bytes) {
-  if (state_->phase == State::Phase::kClosed) return;
-  state_->input.append(bytes);
+  State& s = *state_;
+  if (s.phase == State::Phase::kClosed) return;
+  if (s.phase == State::Phase::kStartTls) {
+    // Plaintext after STARTTLS that the glue still handed over: dropped.
+    s.discarded_after_starttls += bytes.size();
+    return;
+  }
+  s.input.append(bytes);
 }
 
 SmtpSession::Event SmtpSession::Process(std::string* out) {
@@ -429,14 +767,80 @@ void SmtpSession::SpoolDone(const absl::Status& status, std::string_view queue_i
   }
 }
 
+void SmtpSession::TlsStarted(const TlsFacts& facts) {
+  State& s = *state_;
+  const bool implicit_start = s.phase == State::Phase::kCommand &&
+                              s.context.tls_mode == SessionContext::TlsMode::kImplicit &&
+                              !s.tls_active && s.commands == 0 && s.input.empty();
+  assert(s.phase == State::Phase::kStartTls || implicit_start);
+  if (s.phase != State::Phase::kStartTls && !implicit_start) return;
+  // RFC 3207 4.2: discard all knowledge obtained from the client before TLS.
+  s.ResetTransaction();
+  s.ForgetAuthExchange();
+  s.helo.clear();
+  s.esmtp = false;
+  s.authenticated = false;
+  s.user_domains.clear();
+  s.input.clear();
+  s.input_pos = 0;
+  s.discarding_line = false;
+  s.tls_active = true;
+  s.tls = facts;
+  s.phase = State::Phase::kCommand;
+}
+
+AuthRequest SmtpSession::TakeAuthRequest() {
+  State& s = *state_;
+  if (s.phase != State::Phase::kAuthReady) return AuthRequest();
+  AuthRequest request = std::move(s.auth);
+  s.ForgetAuthExchange();  // whatever a move left behind
+  s.phase = State::Phase::kWaitAuth;
+  return request;
+}
+
+void SmtpSession::AuthDone(AuthOutcome outcome, std::vector<std::string> user_domains,
+                           std::string* out) {
+  State& s = *state_;
+  if (s.phase != State::Phase::kWaitAuth) return;  // closed meanwhile (timeout, shutdown)
+  s.phase = State::Phase::kCommand;
+  switch (outcome) {
+    case AuthOutcome::kOk:
+      s.authenticated = true;
+      s.user_domains = std::move(user_domains);
+      Reply(out, "235 2.7.0 Authentication successful");
+      return;
+    case AuthOutcome::kBad:
+      s.Reject(out, "535 5.7.8 Authentication credentials invalid", "auth_failed");
+      return;
+    case AuthOutcome::kThrottled:
+      s.Reject(out, "454 4.7.0 Too many failed authentication attempts, try later",
+               "auth_throttled");
+      return;
+    case AuthOutcome::kTempFail:
+      // Our problem, not the client's: not counted towards max_errors.
+      s.Reject(out, "454 4.7.0 Temporary authentication failure", "auth_unavailable",
+               /*counts_as_error=*/false);
+      return;
+  }
+}
+
 void SmtpSession::Timeout(std::string* out) {
   if (state_->phase == State::Phase::kClosed) return;
+  if (state_->phase == State::Phase::kStartTls) {
+    // Mid-handshake there is no channel a reply could go on.
+    state_->phase = State::Phase::kClosed;
+    return;
+  }
   state_->Close(out,
                 absl::StrCat("421 4.4.2 ", state_->context.hostname, " Error: timeout exceeded"));
 }
 
 void SmtpSession::Shutdown(std::string* out) {
   if (state_->phase == State::Phase::kClosed) return;
+  if (state_->phase == State::Phase::kStartTls) {
+    state_->phase = State::Phase::kClosed;
+    return;
+  }
   state_->Close(out,
                 absl::StrCat("421 4.3.2 ", state_->context.hostname, " Service shutting down"));
 }
@@ -444,6 +848,12 @@ void SmtpSession::Shutdown(std::string* out) {
 uint64_t SmtpSession::commands() const { return state_->commands; }
 
 uint64_t SmtpSession::messages_accepted() const { return state_->messages_accepted; }
+
+uint64_t SmtpSession::discarded_after_starttls() const { return state_->discarded_after_starttls; }
+
+bool SmtpSession::tls_active() const { return state_->tls_active; }
+
+bool SmtpSession::authenticated() const { return state_->authenticated; }
 
 size_t SmtpSession::buffered_bytes() const { return state_->input.size() - state_->input_pos; }
 

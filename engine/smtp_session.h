@@ -1,23 +1,45 @@
 // SmtpSession: the server side of one SMTP conversation as a pure state
-// machine. Bytes in, reply bytes out, and two kinds of request for the owner:
-// "spool this message" and "close the connection". No I/O, no clock reads, no
-// threads: the connection glue (engine/connection.*) drives it from the event
-// loop, and tests and fuzzers drive it directly.
+// machine. Bytes in, reply bytes out, and requests for the owner: "spool this
+// message", "start TLS now", "check these credentials" and "close the
+// connection". No I/O, no clock reads, no threads, no TLS library: the
+// connection glue (engine/smtp_connection.*) drives it from the event loop,
+// does TLS and password checks itself and tells the session the outcome;
+// tests and fuzzers drive it directly.
 //
 // Threading: one session belongs to one connection on one event loop thread.
 //
 // Flow:
+//   [implicit TLS: handshake first, then session.TlsStarted(facts)]
 //   session.Start(&out)                    -> greeting into out
 //   session.Receive(bytes)                 -> buffers input (never processes)
 //   switch (session.Process(&out)) {       -> processes buffered input, replies into out
 //     case kNeedInput: read more
 //     case kSpool:     msg = session.TakeMessage(id, now); spool it; later
 //                      session.SpoolDone(status, &out) and call Process again
+//     case kStartTls:  send out (it ends with "220 2.0.0 Ready to start TLS")
+//                      in plaintext, run the TLS handshake, then
+//                      session.TlsStarted(facts) and read (decrypted) input;
+//                      if the handshake fails, close
+//     case kAuthCheck: req = session.TakeAuthRequest(); verify it off the loop
+//                      thread (argon2id is slow); later
+//                      session.AuthDone(outcome, domains, &out), Process again
 //     case kClose:     flush out, then close
 //   }
-// While a message is being spooled Process() returns kSpool-pending state
-// kWaitSpool and consumes nothing: pipelined commands after the DATA end are
-// kept and answered in order after the 250 (RFC 2920).
+// While a message is being spooled Process() returns kWaitSpool, and while
+// credentials are being checked kWaitAuth; neither consumes anything, so
+// pipelined commands are kept and answered in order afterwards (RFC 2920).
+//
+// STARTTLS (RFC 3207): bytes the client sent behind the STARTTLS line, before
+// the handshake, are discarded and never interpreted (the CVE-2011-0411
+// command injection); so is anything Receive()d before TlsStarted(). After
+// TlsStarted() the session forgets EHLO, the transaction and AUTH: the client
+// must EHLO again.
+//
+// Secrets: AUTH credentials leave the session only through TakeAuthRequest().
+// Replies never echo them, rejection reasons are fixed labels, and the
+// session overwrites its own copies (the SASL lines in its input buffer and
+// the decoded values) once they are handed over. This is best effort: copies
+// in kernel and TLS buffers are out of its reach.
 #ifndef POSTERN_ENGINE_SMTP_SESSION_H_
 #define POSTERN_ENGINE_SMTP_SESSION_H_
 
@@ -30,6 +52,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "engine/inbound_policy.h"
 #include "engine/relay_policy.h"
 
 namespace postern::engine {
@@ -44,12 +67,58 @@ struct SessionLimits {
 
 // Facts about the connection, fixed for the session's life.
 struct SessionContext {
+  // Per listener `tls:` (SPEC.md). kOffer advertises STARTTLS and accepts
+  // plaintext; kRequire answers MAIL, RCPT, DATA, BDAT (and AUTH where the
+  // listener has no AUTH) with 530 until STARTTLS; kImplicit expects
+  // TlsStarted() before Start() and never offers STARTTLS (until then it
+  // behaves like kRequire, so a glue bug cannot open a plaintext path).
+  enum class TlsMode { kNone, kOffer, kRequire, kImplicit };
+
   std::string hostname;   // our name: greeting, EHLO reply, Received "by"
   std::string listener;   // listener name (logs, envelope)
   std::string client_ip;  // textual address of the peer
   uint16_t client_port = 0;
   const RelayPolicy* relay = nullptr;  // borrowed; outlives the session
   SessionLimits limits;
+
+  TlsMode tls_mode = TlsMode::kNone;
+  // `auth: after_tls`: AUTH PLAIN and LOGIN, offered and accepted inside TLS
+  // only; before TLS, AUTH is answered 538.
+  bool auth_enabled = false;
+  // `relay.sender_login_match`: an authenticated client's MAIL FROM domain
+  // must be one of the domains AuthDone() gave for its user.
+  bool sender_login_match = false;
+  // Partner rules and TLS-only recipient domains; borrowed, outlives the
+  // session. nullptr: no such rules.
+  const InboundPolicy* inbound = nullptr;
+};
+
+// What the TLS layer learnt in the handshake. version and cipher are the
+// library's names ("TLSv1.3", "TLS_AES_256_GCM_SHA384"); they go into the
+// Received header, so anything outside [A-Za-z0-9._-] is dropped there.
+struct TlsFacts {
+  std::string version;
+  std::string cipher;
+  int bits = 0;      // secret bits of the cipher
+  int alg_bits = 0;  // bits of the algorithm
+  // SHA-256 of the client's DER certificate and of its SubjectPublicKeyInfo,
+  // lowercase hex; both empty if the client sent no certificate.
+  std::string peer_cert_sha256;
+  std::string peer_spki_sha256;
+};
+
+// Credentials to verify, from AUTH PLAIN or LOGIN. Never log them; move the
+// password into the verifier, which wipes it after use.
+struct AuthRequest {
+  std::string username;
+  std::string password;
+};
+
+enum class AuthOutcome {
+  kOk,         // 235 2.7.0 Authentication successful
+  kBad,        // 535 5.7.8 Authentication credentials invalid
+  kThrottled,  // 454 4.7.0 Too many failed authentication attempts, try later
+  kTempFail,   // 454 4.7.0 Temporary authentication failure (verifier busy)
 };
 
 // A message that completed DATA, ready to be spooled.
@@ -71,6 +140,12 @@ class SmtpSession {
     kSpool,      // a message is complete: TakeMessage, spool, then SpoolDone
     kWaitSpool,  // still waiting for SpoolDone; nothing was consumed
     kClose,      // flush `out` and close the connection (QUIT, 421, ...)
+    // "220 2.0.0 Ready to start TLS" is the last line in `out`: send it in
+    // plaintext, handshake, then TlsStarted(). Returned again by every
+    // Process() until then; nothing is consumed.
+    kStartTls,
+    kAuthCheck,  // credentials complete: TakeAuthRequest, verify, AuthDone
+    kWaitAuth,   // still waiting for AuthDone; nothing was consumed
   };
 
   explicit SmtpSession(SessionContext context);
@@ -95,20 +170,44 @@ class SmtpSession {
   // "452 4.3.1 Insufficient system storage". Resets the transaction.
   void SpoolDone(const absl::Status& status, std::string_view queue_id, std::string* out);
 
+  // The TLS handshake succeeded: after kStartTls, or for implicit TLS before
+  // Start(). Resets EHLO, the transaction and AUTH (RFC 3207 4.2) and resumes
+  // reading; input buffered before this call is dropped. Ignored (and a
+  // debug assert) at any other time.
+  void TlsStarted(const TlsFacts& facts);
+
+  // After kAuthCheck: the credentials, moved out (the session keeps no
+  // copy). The session then waits in kWaitAuth. Called at any other time it
+  // returns empty credentials.
+  AuthRequest TakeAuthRequest();
+
+  // The verifier's answer. On kOk, `user_domains` are the domains the user
+  // may send from (relay.sender_login_match); the session is authenticated
+  // and may relay to any domain. Ignored unless the session is in kWaitAuth
+  // (it may have been closed meanwhile by Timeout or Shutdown).
+  void AuthDone(AuthOutcome outcome, std::vector<std::string> user_domains, std::string* out);
+
   // The connection is being shut down by us (idle timeout, drain): appends the
-  // matching 421 reply.
+  // matching 421 reply; nothing while a STARTTLS handshake is in progress
+  // (there is no channel to send it on).
   void Timeout(std::string* out);
   void Shutdown(std::string* out);
 
   // Counters the glue exports as metrics.
   uint64_t commands() const;
   uint64_t messages_accepted() const;
+  // Bytes the client sent after STARTTLS and before the handshake, dropped
+  // unread. Anything above 0 is a broken or hostile client.
+  uint64_t discarded_after_starttls() const;
+  bool tls_active() const;
+  bool authenticated() const;
   // Bytes received but not processed yet (pipelined input held while waiting
   // for SpoolDone, or a partial line). The glue stops reading above a bound
   // of its choosing, so a client cannot grow this without limit.
   size_t buffered_bytes() const;
   // Set when the last Process()/SpoolDone() rejected something; the reason is
-  // a metric label value ("relay_denied", "line_too_long", ...), then cleared
+  // a metric label value ("relay_denied", "line_too_long", "auth_failed",
+  // ...; never peer data), then cleared
   // by TakeRejections().
   std::vector<std::string> TakeRejections();
 

@@ -1,7 +1,18 @@
 // libFuzzer target for SmtpSession. The first input byte picks the client
-// address, the spool outcome and the chunking; the rest is what the client
-// sends. The session must never crash, must answer identically however the
-// bytes are cut, and every reply must be well formed.
+// address, the spool outcome, the listener's TLS mode, AUTH, the verdict for
+// credentials, whether the client shows a pinned certificate, and the
+// chunking; the rest is what the client sends. The session must never crash,
+// must answer identically however the bytes are cut, and every reply must be
+// well formed.
+//
+// TLS model: after "220 Ready to start TLS" the driver (playing the
+// connection) treats the stream as TLS. The client's plaintext up to the
+// next 0x16 byte (a TLS handshake record starts with it) is injected junk;
+// the bytes after it are what the client sends inside TLS. No 0x16: the
+// handshake fails and the connection closes. Locating the STARTTLS line end
+// from the session's discard counter keeps this model independent of how
+// the input is cut.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -12,17 +23,27 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "engine/inbound_policy.h"
 #include "engine/relay_policy.h"
+#include "engine/smtp_command.h"
 #include "engine/smtp_session.h"
 
 namespace {
 
 using postern::engine::AcceptedMessage;
+using postern::engine::AuthOutcome;
+using postern::engine::AuthRequest;
+using postern::engine::DomainMatches;
+using postern::engine::InboundPolicy;
+using postern::engine::MailboxDomain;
+using postern::engine::PartnerRule;
 using postern::engine::RelayPolicy;
 using postern::engine::SessionContext;
 using postern::engine::SessionLimits;
 using postern::engine::SmtpSession;
+using postern::engine::TlsFacts;
 using Event = SmtpSession::Event;
+using TlsMode = SessionContext::TlsMode;
 
 constexpr std::string_view kQueueId = "FUZZ0001";
 
@@ -51,6 +72,42 @@ const RelayPolicy& Policy() {
   static const RelayPolicy* policy =
       new RelayPolicy(*RelayPolicy::Create({"example.com", ".example.net"}, {"192.0.2.0/24"}));
   return *policy;
+}
+
+// partner.example must use TLS; pinned.example must show the certificate
+// with fingerprint 'a'*64; mail to secure.example.com must arrive over TLS.
+const InboundPolicy& Inbound() {
+  static const InboundPolicy* policy = [] {
+    std::vector<PartnerRule> partners(2);
+    partners[0].domain = ".partner.example";
+    partners[0].require_tls = true;
+    partners[1].domain = "pinned.example";
+    partners[1].pins = {"sha256:" + std::string(64, 'a')};
+    return new InboundPolicy(*InboundPolicy::Create(partners, {"secure.example.com"}));
+  }();
+  return *policy;
+}
+
+struct Options {
+  bool trusted = false;
+  bool spool_fails = false;
+  TlsMode tls_mode = TlsMode::kNone;
+  bool auth_enabled = false;
+  AuthOutcome auth_outcome = AuthOutcome::kOk;
+  bool client_cert = false;  // shows the pinned certificate
+};
+
+TlsFacts Facts(const Options& options) {
+  TlsFacts facts;
+  facts.version = "TLSv1.3";
+  facts.cipher = "TLS_AES_128_GCM_SHA256";
+  facts.bits = 128;
+  facts.alg_bits = 128;
+  if (options.client_cert) {
+    facts.peer_cert_sha256 = std::string(64, 'a');
+    facts.peer_spki_sha256 = std::string(64, 'b');
+  }
+  return facts;
 }
 
 // Every reply line: "NNN" + ' ' or '-' + text + CRLF; continuation lines share
@@ -108,28 +165,39 @@ void CheckMessage(const AcceptedMessage& m, const SessionLimits& limits) {
 struct RunResult {
   std::string out;
   std::vector<std::string> bodies;
+  std::vector<std::string> users;  // user names handed out for checking
   bool closed = false;
 };
 
-RunResult Run(std::string_view input, const std::vector<size_t>& chunk_sizes, bool trusted,
-              bool spool_fails) {
+RunResult Run(std::string_view input, const std::vector<size_t>& chunk_sizes,
+              const Options& options) {
   SessionContext context;
   context.hostname = "fuzz.test";
   context.listener = "mx";
-  context.client_ip = trusted ? "192.0.2.1" : "::ffff:203.0.113.9";
+  context.client_ip = options.trusted ? "192.0.2.1" : "::ffff:203.0.113.9";
   context.relay = &Policy();
   context.limits = FuzzLimits();
+  context.tls_mode = options.tls_mode;
+  context.auth_enabled = options.auth_enabled;
+  context.sender_login_match = options.auth_outcome == AuthOutcome::kOk && !options.trusted;
+  context.inbound = &Inbound();
   SmtpSession session(context);
   RunResult result;
+  if (options.tls_mode == TlsMode::kImplicit) {
+    session.TlsStarted(Facts(options));
+    Check(session.tls_active(), "implicit TLS is active from the start");
+  }
   session.Start(&result.out);
   size_t pos = 0;
   size_t next_chunk = 0;
   while (pos < input.size() && !result.closed) {
     const size_t n =
         chunk_sizes.empty() ? input.size() : chunk_sizes[next_chunk++ % chunk_sizes.size()];
-    session.Receive(input.substr(pos, n));
-    pos += n;
+    const size_t fed = std::min(n, input.size() - pos);
+    session.Receive(input.substr(pos, fed));
+    pos += fed;
     for (;;) {
+      const uint64_t discarded_before = session.discarded_after_starttls();
       const Event event = session.Process(&result.out);
       if (event == Event::kNeedInput) {
         Check(session.buffered_bytes() < context.limits.max_command_line,
@@ -140,22 +208,87 @@ RunResult Run(std::string_view input, const std::vector<size_t>& chunk_sizes, bo
         result.closed = true;
         break;
       }
-      Check(event == Event::kSpool, "kWaitSpool only while a spool is outstanding");
+      if (event == Event::kStartTls) {
+        Check(options.tls_mode == TlsMode::kOffer || options.tls_mode == TlsMode::kRequire,
+              "STARTTLS only where it is offered");
+        Check(!session.tls_active(), "no STARTTLS inside TLS");
+        Check(result.out.size() >= 30 &&
+                  result.out.substr(result.out.size() - 30) == "220 2.0.0 Ready to start TLS\r\n",
+              "kStartTls follows the 220");
+        Check(session.buffered_bytes() == 0, "nothing after STARTTLS is kept");
+        std::string held;
+        Check(session.Process(&held) == Event::kStartTls && held.empty(),
+              "nothing is processed before the handshake");
+        // Where the STARTTLS line ended in the stream; the plaintext after
+        // it, up to the handshake byte, is never read.
+        const size_t line_end = pos - (session.discarded_after_starttls() - discarded_before);
+        const size_t hello = input.find('\x16', line_end);
+        if (hello == std::string_view::npos) {
+          result.closed = true;  // the handshake fails: the connection closes
+          break;
+        }
+        session.TlsStarted(Facts(options));
+        Check(session.tls_active() && !session.authenticated(), "TLS resets AUTH");
+        pos = hello + 1;
+        break;  // read on from the TLS stream
+      }
+      if (event == Event::kAuthCheck) {
+        Check(options.auth_enabled && session.tls_active(), "AUTH only when offered");
+        AuthRequest request = session.TakeAuthRequest();
+        Check(!request.username.empty() && !request.password.empty(), "credentials are complete");
+        result.users.push_back(request.username);
+        std::string held;
+        Check(session.Process(&held) == Event::kWaitAuth && held.empty(),
+              "nothing is processed while credentials are checked");
+        session.AuthDone(options.auth_outcome, {"example.com", ".client.test"}, &result.out);
+        Check(session.authenticated() == (options.auth_outcome == AuthOutcome::kOk),
+              "authenticated exactly when the verdict says so");
+        continue;
+      }
+      Check(event == Event::kSpool, "kWaitSpool/kWaitAuth only while something is outstanding");
       AcceptedMessage message = session.TakeMessage(kQueueId, absl::FromUnixSeconds(1795423258));
       CheckMessage(message, context.limits);
+      // The HELO name is printable ASCII without tabs, so these line starts
+      // can only be ours.
+      constexpr std::string_view kBy = "\r\n\tby fuzz.test (Postern) with ";
+      const size_t by = message.body.find(kBy);
+      Check(by != std::string::npos, "Received has a by clause");
+      const std::string_view with = std::string_view(message.body).substr(by + kBy.size(), 40);
+      const bool tls_in_header =
+          with.find(" tls TLS_AES_128_GCM_SHA256 id ") != std::string_view::npos &&
+          message.body.find(
+              "\r\n\t(using TLSv1.3 with cipher TLS_AES_128_GCM_SHA256 (128/128 "
+              "bits))\r\n") != std::string::npos;
+      Check(tls_in_header == session.tls_active(), "Received records TLS exactly when used");
+      if (!session.tls_active()) {
+        Check(options.tls_mode == TlsMode::kNone || options.tls_mode == TlsMode::kOffer,
+              "no plaintext mail where TLS is required");
+        Check(!DomainMatches(".partner.example", MailboxDomain(message.sender)),
+              "no plaintext mail from a TLS-only partner");
+        for (const std::string& recipient : message.recipients) {
+          Check(!DomainMatches("secure.example.com", MailboxDomain(recipient)),
+                "no plaintext mail to a TLS-only domain");
+        }
+      }
+      if (DomainMatches("pinned.example", MailboxDomain(message.sender))) {
+        Check(session.tls_active() && options.client_cert,
+              "mail from a pinned partner only with its certificate");
+      }
       result.bodies.push_back(std::move(message.body));
       std::string held;
       Check(session.Process(&held) == Event::kWaitSpool && held.empty(),
             "nothing is processed while spooling");
-      session.SpoolDone(spool_fails ? absl::UnavailableError("fuzz") : absl::OkStatus(), kQueueId,
-                        &result.out);
+      session.SpoolDone(options.spool_fails ? absl::UnavailableError("fuzz") : absl::OkStatus(),
+                        kQueueId, &result.out);
     }
   }
   if (result.closed) {
     // Closed is final: more input produces nothing.
     std::string after;
     session.Receive("NOOP\r\n");
-    Check(session.Process(&after) == Event::kClose && after.empty(), "closed stays closed");
+    const Event event = session.Process(&after);
+    Check((event == Event::kClose || event == Event::kStartTls) && after.empty(),
+          "closed stays closed");
   } else {
     session.Timeout(&result.out);
   }
@@ -168,8 +301,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const uint8_t seed = data[0];
   const std::string_view input(reinterpret_cast<const char*>(data + 1), size - 1);
-  const bool trusted = seed & 1;
-  const bool spool_fails = seed & 2;
+  Options options;
+  options.trusted = seed & 1;
+  options.spool_fails = seed & 2;
+  options.tls_mode = static_cast<TlsMode>((seed >> 2) & 3);
+  options.auth_enabled = seed & 16;
+  constexpr AuthOutcome kOutcomes[] = {AuthOutcome::kOk, AuthOutcome::kBad, AuthOutcome::kThrottled,
+                                       AuthOutcome::kOk};
+  options.auth_outcome = kOutcomes[(seed >> 5) & 3];
+  options.client_cert = seed & 128;
 
   // Chunk sizes from a small LCG seeded by the first byte: mostly tiny cuts,
   // which is where incremental parsers break.
@@ -181,11 +321,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     chunks.push_back(r % 4 == 0 ? 1 + r % 300 : 1 + r % 7);
   }
 
-  const RunResult whole = Run(input, {}, trusted, spool_fails);
+  const RunResult whole = Run(input, {}, options);
   CheckReplies(whole.out);
-  const RunResult chunked = Run(input, chunks, trusted, spool_fails);
+  const RunResult chunked = Run(input, chunks, options);
   Check(chunked.out == whole.out, "replies do not depend on how input is cut");
   Check(chunked.bodies == whole.bodies, "messages do not depend on how input is cut");
   Check(chunked.closed == whole.closed, "closing does not depend on how input is cut");
+  Check(chunked.users == whole.users, "credentials do not depend on how input is cut");
   return 0;
 }

@@ -1,13 +1,18 @@
 #include "engine/smtp_session.h"
 
+#include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/escaping.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
+#include "engine/inbound_policy.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -27,11 +32,26 @@ absl::Time FixedTime() {
   return absl::FromCivil(absl::CivilSecond(2026, 11, 23, 8, 40, 58), absl::UTCTimeZone());
 }
 
+// The TLS facts a test handshake "negotiates".
+TlsFacts Tls13(std::string cert_sha256 = "", std::string spki_sha256 = "") {
+  TlsFacts facts;
+  facts.version = "TLSv1.3";
+  facts.cipher = "TLS_AES_256_GCM_SHA384";
+  facts.bits = 256;
+  facts.alg_bits = 256;
+  facts.peer_cert_sha256 = std::move(cert_sha256);
+  facts.peer_spki_sha256 = std::move(spki_sha256);
+  return facts;
+}
+
 // Drives a session the way the connection glue does: feed bytes, process,
-// spool whatever completes (synchronously, with a fixed id and time).
+// spool whatever completes (synchronously, with a fixed id and time) and
+// answer credential checks with a fake user database: alice / s3cret, who
+// owns client.test and the subdomains of corp.test.
 class SessionDriver {
  public:
-  explicit SessionDriver(SessionLimits limits = {}, std::string_view client_ip = kUntrustedIp)
+  explicit SessionDriver(SessionLimits limits = {}, std::string_view client_ip = kUntrustedIp,
+                         const std::function<void(SessionContext*)>& configure = nullptr)
       : policy_(*RelayPolicy::Create({"example.com", ".example.net"}, {"192.0.2.0/24"})) {
     SessionContext context;
     context.hostname = "mx.test";
@@ -40,6 +60,7 @@ class SessionDriver {
     context.client_port = 40000;
     context.relay = &policy_;
     context.limits = limits;
+    if (configure) configure(&context);
     session_ = std::make_unique<SmtpSession>(std::move(context));
   }
 
@@ -59,6 +80,16 @@ class SessionDriver {
     std::string out;
     for (;;) {
       last_event_ = session_->Process(&out);
+      if (last_event_ == Event::kAuthCheck) {
+        auth_requests_.push_back(session_->TakeAuthRequest());
+        EXPECT_EQ(session_->Process(&out), Event::kWaitAuth);
+        if (hold_auth_) return out;
+        std::vector<std::string> domains;
+        const AuthOutcome outcome = auth_outcome_ ? *auth_outcome_ : Check(auth_requests_.back());
+        if (outcome == AuthOutcome::kOk) domains = {"client.test", ".corp.test"};
+        session_->AuthDone(outcome, domains, &out);
+        continue;
+      }
       if (last_event_ != Event::kSpool) break;
       messages_.push_back(session_->TakeMessage(queue_id_, FixedTime()));
       // Until SpoolDone, nothing more is processed (pipelined input waits).
@@ -67,6 +98,13 @@ class SessionDriver {
       session_->SpoolDone(spool_status_, queue_id_, &out);
     }
     return out;
+  }
+
+  // STARTTLS, its 220, and a successful handshake.
+  void StartTls(const TlsFacts& facts = Tls13()) {
+    EXPECT_EQ(Send("STARTTLS\r\n"), "220 2.0.0 Ready to start TLS\r\n");
+    EXPECT_EQ(last_event_, Event::kStartTls);
+    session_->TlsStarted(facts);
   }
 
   // Common prefix: EHLO, MAIL, one RCPT, DATA (replies checked).
@@ -81,17 +119,28 @@ class SessionDriver {
   SmtpSession& session() { return *session_; }
   Event last_event() const { return last_event_; }
   std::vector<AcceptedMessage>& messages() { return messages_; }
+  std::vector<AuthRequest>& auth_requests() { return auth_requests_; }
   void set_spool_status(absl::Status status) { spool_status_ = std::move(status); }
   void set_hold_spool(bool hold) { hold_spool_ = hold; }
+  void set_hold_auth(bool hold) { hold_auth_ = hold; }
+  void set_auth_outcome(AuthOutcome outcome) { auth_outcome_ = outcome; }
 
  private:
+  static AuthOutcome Check(const AuthRequest& request) {
+    return request.username == "alice" && request.password == "s3cret" ? AuthOutcome::kOk
+                                                                       : AuthOutcome::kBad;
+  }
+
   RelayPolicy policy_;
   std::unique_ptr<SmtpSession> session_;
   Event last_event_ = Event::kNeedInput;
   std::vector<AcceptedMessage> messages_;
+  std::vector<AuthRequest> auth_requests_;
   absl::Status spool_status_;
   std::string queue_id_ = "4Xq7mZ";
   bool hold_spool_ = false;
+  bool hold_auth_ = false;
+  std::optional<AuthOutcome> auth_outcome_;
 };
 
 constexpr std::string_view kEhloReply =
@@ -525,6 +574,634 @@ TEST(SmtpSessionTest, ChunkingDoesNotChangeReplies) {
     EXPECT_EQ(out, expected) << "chunk " << chunk;
     ASSERT_EQ(d.messages().size(), 1u);
     EXPECT_EQ(d.messages()[0].body, whole.messages()[0].body);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// STARTTLS (RFC 3207), implicit TLS, AUTH (RFC 4954), inbound TLS policy.
+
+using TlsMode = SessionContext::TlsMode;
+
+std::string B64(std::string_view raw) {
+  return absl::Base64Escape(absl::string_view(raw.data(), raw.size()));
+}
+
+// "AUTH PLAIN" response for authcid/password, empty authzid.
+std::string Plain(std::string_view user, std::string_view password) {
+  return B64(std::string("\0", 1) + std::string(user) + std::string("\0", 1) +
+             std::string(password));
+}
+
+std::function<void(SessionContext*)> Listener(TlsMode mode, bool auth = false,
+                                              const InboundPolicy* inbound = nullptr,
+                                              bool sender_login_match = false) {
+  return [=](SessionContext* c) {
+    c->tls_mode = mode;
+    c->auth_enabled = auth;
+    c->inbound = inbound;
+    c->sender_login_match = sender_login_match;
+  };
+}
+
+constexpr std::string_view kEhloOfferReply =
+    "250-mx.test\r\n"
+    "250-PIPELINING\r\n"
+    "250-SIZE 52428800\r\n"
+    "250-8BITMIME\r\n"
+    "250-SMTPUTF8\r\n"
+    "250-STARTTLS\r\n"
+    "250 ENHANCEDSTATUSCODES\r\n";
+
+constexpr std::string_view kEhloTlsAuthReply =
+    "250-mx.test\r\n"
+    "250-PIPELINING\r\n"
+    "250-SIZE 52428800\r\n"
+    "250-8BITMIME\r\n"
+    "250-SMTPUTF8\r\n"
+    "250-AUTH PLAIN LOGIN\r\n"
+    "250 ENHANCEDSTATUSCODES\r\n";
+
+constexpr std::string_view kPlainReceived =
+    "Received: from client.test ([203.0.113.5])\r\n"
+    "\tby mx.test (Postern) with ESMTP id 4Xq7mZ\r\n"
+    "\tfor <bob@example.com>; Mon, 23 Nov 2026 08:40:58 +0000\r\n";
+
+// A TLS session on an `offer` listener with AUTH, after EHLO.
+SessionDriver TlsSessionWithAuth(std::string_view client_ip = kUntrustedIp,
+                                 const InboundPolicy* inbound = nullptr,
+                                 bool sender_login_match = false) {
+  return SessionDriver({}, client_ip, Listener(TlsMode::kOffer, true, inbound, sender_login_match));
+}
+
+TEST(SmtpSessionTlsTest, EhloOffersStartTlsOnlyBeforeTls) {
+  for (TlsMode mode : {TlsMode::kOffer, TlsMode::kRequire}) {
+    SessionDriver d({}, kUntrustedIp, Listener(mode, /*auth=*/true));
+    d.Start();
+    EXPECT_EQ(d.Send("EHLO client.test\r\n"), kEhloOfferReply);  // no AUTH in plaintext
+    d.StartTls();
+    EXPECT_EQ(d.Send("EHLO client.test\r\n"), kEhloTlsAuthReply);  // no STARTTLS inside TLS
+    EXPECT_TRUE(d.session().tls_active());
+  }
+  SessionDriver none;  // tls: none, auth: none
+  none.Start();
+  EXPECT_EQ(none.Send("EHLO client.test\r\n"), kEhloReply);
+}
+
+TEST(SmtpSessionTlsTest, OfferAcceptsPlaintextThenUpgrades) {
+  SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kOffer));
+  d.Start();
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@client.test>\r\n"), "250 2.1.0 Ok\r\n");
+  d.StartTls();
+  EXPECT_EQ(d.last_event(), Event::kStartTls);
+  // The session forgot EHLO and the transaction (RFC 3207 4.2).
+  EXPECT_EQ(d.Send("RCPT TO:<bob@example.com>\r\n"), "503 5.5.1 Error: need MAIL command\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@client.test>\r\n"),
+            "503 5.5.1 Error: send HELO/EHLO first\r\n");
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@client.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
+                   "hi\r\n.\r\n"),
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+            "250 2.0.0 Ok: queued as 4Xq7mZ\r\n");
+  ASSERT_EQ(d.messages().size(), 1u);
+  EXPECT_EQ(d.messages()[0].body,
+            "Received: from client.test ([203.0.113.5])\r\n"
+            "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))\r\n"
+            "\tby mx.test (Postern) with ESMTPS tls TLS_AES_256_GCM_SHA384 id 4Xq7mZ\r\n"
+            "\tfor <bob@example.com>; Mon, 23 Nov 2026 08:40:58 +0000\r\n"
+            "hi\r\n");
+  EXPECT_EQ(d.session().discarded_after_starttls(), 0u);
+}
+
+TEST(SmtpSessionTlsTest, PlaintextMessageHasNoTlsInReceived) {
+  SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kOffer));
+  d.OpenData();
+  d.Send("x\r\n.\r\n");
+  ASSERT_EQ(d.messages().size(), 1u);
+  EXPECT_EQ(d.messages()[0].body, std::string(kPlainReceived) + "x\r\n");
+  EXPECT_FALSE(d.session().tls_active());
+}
+
+TEST(SmtpSessionTlsTest, CommandsPipelinedBehindStartTlsAreDiscarded) {
+  SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kOffer));
+  d.Start();
+  d.Send("EHLO client.test\r\n");
+  // CVE-2011-0411: the injected MAIL must never be answered or acted upon.
+  const std::string injected = "MAIL FROM:<evil@x>\r\n";
+  EXPECT_EQ(d.Send("STARTTLS\r\n" + injected), "220 2.0.0 Ready to start TLS\r\n");
+  EXPECT_EQ(d.last_event(), Event::kStartTls);
+  EXPECT_EQ(d.session().discarded_after_starttls(), injected.size());
+  EXPECT_EQ(d.session().buffered_bytes(), 0u);
+  // Until the handshake is done nothing is read, and late plaintext is
+  // dropped too.
+  EXPECT_EQ(d.Send("RCPT TO:<bob@example.com>\r\n"), "");
+  EXPECT_EQ(d.last_event(), Event::kStartTls);
+  EXPECT_EQ(d.session().discarded_after_starttls(), injected.size() + 27);
+  d.session().TlsStarted(Tls13());
+  d.Send("EHLO client.test\r\n");
+  // Had the MAIL been interpreted, this RCPT would succeed.
+  EXPECT_EQ(d.Send("RCPT TO:<bob@example.com>\r\n"), "503 5.5.1 Error: need MAIL command\r\n");
+  EXPECT_EQ(d.session().commands(), 4u);  // EHLO, STARTTLS, EHLO, RCPT
+}
+
+TEST(SmtpSessionTlsTest, StartTlsErrors) {
+  SessionDriver none;
+  none.Start();
+  EXPECT_EQ(none.Send("STARTTLS\r\n"), "502 5.5.1 Command not implemented\r\n");
+
+  SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kOffer));
+  d.Start();
+  EXPECT_EQ(d.Send("STARTTLS now\r\n"), "501 5.5.4 Syntax: STARTTLS\r\n");
+  EXPECT_EQ(d.last_event(), Event::kNeedInput);
+  d.StartTls();
+  EXPECT_EQ(d.Send("STARTTLS\r\n"), "554 5.5.1 Error: TLS already active\r\n");
+  EXPECT_EQ(d.last_event(), Event::kNeedInput);
+  EXPECT_THAT(d.session().TakeRejections(), ElementsAre("syntax", "bad_sequence"));
+}
+
+TEST(SmtpSessionTlsTest, RequireRefusesMailCommandsBeforeStartTls) {
+  SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kRequire));
+  d.Start();
+  EXPECT_EQ(d.Send("EHLO client.test\r\n"), kEhloOfferReply);
+  EXPECT_EQ(d.Send("NOOP\r\nRSET\r\n"), "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n");
+  const std::string must = "530 5.7.0 Must issue a STARTTLS command first\r\n";
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@client.test>\r\n"), must);
+  EXPECT_EQ(d.Send("RCPT TO:<bob@example.com>\r\n"), must);
+  EXPECT_EQ(d.Send("DATA\r\n"), must);
+  EXPECT_EQ(d.Send("BDAT 10 LAST\r\n"), must);
+  // This listener has no AUTH: the TLS requirement is the answer.
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n"), must);
+  EXPECT_THAT(
+      d.session().TakeRejections(),
+      ElementsAre("tls_required", "tls_required", "tls_required", "tls_required", "tls_required"));
+  d.StartTls();
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@client.test>\r\n"), "250 2.1.0 Ok\r\n");
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n"),
+            "502 5.5.1 Command not implemented\r\n");
+}
+
+TEST(SmtpSessionTlsTest, ImplicitTls) {
+  SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kImplicit, /*auth=*/true));
+  d.session().TlsStarted(Tls13());  // the handshake comes before the greeting
+  EXPECT_EQ(d.Start(), "220 mx.test ESMTP Postern\r\n");
+  EXPECT_TRUE(d.session().tls_active());
+  EXPECT_EQ(d.Send("EHLO client.test\r\n"), kEhloTlsAuthReply);
+  EXPECT_EQ(d.Send("STARTTLS\r\n"), "554 5.5.1 Error: TLS already active\r\n");
+  d.Send("MAIL FROM:<alice@client.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nx\r\n.\r\n");
+  ASSERT_EQ(d.messages().size(), 1u);
+  EXPECT_THAT(d.messages()[0].body,
+              HasSubstr("\tby mx.test (Postern) with ESMTPS tls TLS_AES_256_GCM_SHA384 id "));
+}
+
+TEST(SmtpSessionTlsTest, ImplicitWithoutHandshakeStaysClosedToMail) {
+  // A glue bug (no TlsStarted) must not open a plaintext path.
+  SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kImplicit));
+  d.Start();
+  EXPECT_EQ(d.Send("EHLO client.test\r\n"), kEhloReply);  // no STARTTLS either
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@client.test>\r\n"),
+            "530 5.7.0 Must issue a STARTTLS command first\r\n");
+  EXPECT_EQ(d.Send("STARTTLS\r\n"), "502 5.5.1 Command not implemented\r\n");
+}
+
+TEST(SmtpSessionTlsTest, TimeoutDuringHandshakeSendsNothing) {
+  SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kOffer));
+  d.Start();
+  EXPECT_EQ(d.Send("STARTTLS\r\n"), "220 2.0.0 Ready to start TLS\r\n");
+  std::string out;
+  d.session().Timeout(&out);
+  EXPECT_EQ(out, "");
+  EXPECT_EQ(d.session().Process(&out), Event::kClose);
+}
+
+TEST(SmtpSessionTlsTest, ReceivedHeaderTlsNamesAreSanitised) {
+  SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kOffer));
+  d.Start();
+  TlsFacts facts = Tls13();
+  facts.cipher = "AES\r\nX-Evil: 1";
+  facts.version = "";
+  d.StartTls(facts);
+  d.Send("EHLO c\r\nMAIL FROM:<a@c.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nx\r\n.\r\n");
+  ASSERT_EQ(d.messages().size(), 1u);
+  EXPECT_THAT(d.messages()[0].body,
+              StartsWith("Received: from c ([203.0.113.5])\r\n"
+                         "\t(using unknown with cipher AESX-Evil1 (256/256 bits))\r\n"
+                         "\tby mx.test (Postern) with ESMTPS tls AESX-Evil1 id 4Xq7mZ\r\n"));
+}
+
+TEST(SmtpSessionTlsTest, Utf8SmtpOverTls) {
+  SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kOffer));
+  d.Start();
+  d.StartTls();
+  d.Send(
+      "EHLO c\r\nMAIL FROM:<j\xc3\xb6rg@c.test> SMTPUTF8\r\nRCPT TO:<bob@example.com>\r\n"
+      "DATA\r\nx\r\n.\r\n");
+  ASSERT_EQ(d.messages().size(), 1u);
+  EXPECT_THAT(d.messages()[0].body,
+              HasSubstr("\tby mx.test (Postern) with UTF8SMTPS tls TLS_AES_256_GCM_SHA384 id "
+                        "4Xq7mZ\r\n"));
+}
+
+TEST(SmtpSessionAuthTest, AuthBeforeTlsNeedsEncryption) {
+  for (TlsMode mode : {TlsMode::kOffer, TlsMode::kRequire}) {
+    SessionDriver d({}, kUntrustedIp, Listener(mode, /*auth=*/true));
+    d.Start();
+    d.Send("EHLO client.test\r\n");
+    EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n"),
+              "538 5.7.11 Encryption required for requested authentication mechanism\r\n");
+    EXPECT_EQ(d.Send("AUTH LOGIN\r\n"),
+              "538 5.7.11 Encryption required for requested authentication mechanism\r\n");
+    EXPECT_THAT(d.auth_requests(), IsEmpty());
+    EXPECT_THAT(d.session().TakeRejections(),
+                ElementsAre("auth_required_tls", "auth_required_tls"));
+  }
+}
+
+TEST(SmtpSessionAuthTest, AuthNotOfferedWhenDisabled) {
+  SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kOffer));
+  d.Start();
+  d.StartTls();
+  EXPECT_EQ(d.Send("EHLO client.test\r\n").find("AUTH"), std::string::npos);
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n"),
+            "502 5.5.1 Command not implemented\r\n");
+  // Without AUTH offered, the AUTH= MAIL parameter is unknown too.
+  EXPECT_EQ(d.Send("MAIL FROM:<a@client.test> AUTH=<>\r\n"),
+            "555 5.5.4 Unsupported option: AUTH\r\n");
+}
+
+TEST(SmtpSessionAuthTest, PlainWithInitialResponseAllowsRelay) {
+  SessionDriver d = TlsSessionWithAuth();
+  d.Start();
+  d.StartTls();
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<a@client.test>\r\nRCPT TO:<x@gmail.test>\r\nRSET\r\n"),
+            "250 2.1.0 Ok\r\n554 5.7.1 Relay access denied\r\n250 2.0.0 Ok\r\n");
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n"),
+            "235 2.7.0 Authentication successful\r\n");
+  ASSERT_EQ(d.auth_requests().size(), 1u);
+  EXPECT_EQ(d.auth_requests()[0].username, "alice");
+  EXPECT_EQ(d.auth_requests()[0].password, "s3cret");
+  EXPECT_TRUE(d.session().authenticated());
+  // RFC 4954 5: AUTH= is accepted (and ignored) once AUTH is offered.
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@client.test> AUTH=<>\r\nRCPT TO:<x@gmail.test>\r\n"
+                   "DATA\r\nhi\r\n.\r\n"),
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+            "250 2.0.0 Ok: queued as 4Xq7mZ\r\n");
+  ASSERT_EQ(d.messages().size(), 1u);
+  // ESMTPSA, and never the login name (privacy).
+  EXPECT_EQ(d.messages()[0].body,
+            "Received: from client.test ([203.0.113.5])\r\n"
+            "\t(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits))\r\n"
+            "\tby mx.test (Postern) with ESMTPSA tls TLS_AES_256_GCM_SHA384 id 4Xq7mZ\r\n"
+            "\tfor <x@gmail.test>; Mon, 23 Nov 2026 08:40:58 +0000\r\n"
+            "hi\r\n");
+  EXPECT_THAT(d.session().TakeRejections(), ElementsAre("relay_denied"));
+}
+
+TEST(SmtpSessionAuthTest, Utf8SmtpAuthenticated) {
+  SessionDriver d = TlsSessionWithAuth();
+  d.Start();
+  d.StartTls();
+  d.Send("EHLO client.test\r\nAUTH PLAIN " + Plain("alice", "s3cret") + "\r\n");
+  d.Send(
+      "MAIL FROM:<j\xc3\xb6rg@client.test> SMTPUTF8\r\nRCPT TO:<x@gmail.test>\r\n"
+      "DATA\r\nx\r\n.\r\n");
+  ASSERT_EQ(d.messages().size(), 1u);
+  EXPECT_THAT(d.messages()[0].body, HasSubstr(" with UTF8SMTPSA tls TLS_AES_256_GCM_SHA384 id "));
+}
+
+TEST(SmtpSessionAuthTest, PlainWithContinuation) {
+  SessionDriver d = TlsSessionWithAuth();
+  d.Start();
+  d.StartTls();
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send("AUTH plain\r\n"), "334 \r\n");
+  EXPECT_THAT(d.auth_requests(), IsEmpty());
+  // The response line is not a command, whatever it looks like.
+  EXPECT_EQ(d.Send(Plain("alice", "s3cret") + "\r\n"), "235 2.7.0 Authentication successful\r\n");
+  EXPECT_EQ(d.session().commands(), 3u);  // STARTTLS, EHLO, AUTH
+  // An authorisation identity equal to the user is fine.
+  SessionDriver e = TlsSessionWithAuth();
+  e.Start();
+  e.StartTls();
+  e.Send("EHLO client.test\r\n");
+  EXPECT_EQ(e.Send("AUTH PLAIN " + B64(std::string("alice\0alice\0s3cret", 18)) + "\r\n"),
+            "235 2.7.0 Authentication successful\r\n");
+}
+
+TEST(SmtpSessionAuthTest, Login) {
+  SessionDriver d = TlsSessionWithAuth();
+  d.Start();
+  d.StartTls();
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send("AUTH LOGIN\r\n"), "334 VXNlcm5hbWU6\r\n");
+  EXPECT_EQ(d.Send(B64("alice") + "\r\n"), "334 UGFzc3dvcmQ6\r\n");
+  EXPECT_EQ(d.Send(B64("s3cret") + "\r\n"), "235 2.7.0 Authentication successful\r\n");
+  EXPECT_TRUE(d.session().authenticated());
+
+  // The user name may come with the command.
+  SessionDriver e = TlsSessionWithAuth();
+  e.Start();
+  e.StartTls();
+  e.Send("EHLO client.test\r\n");
+  EXPECT_EQ(e.Send("AUTH LOGIN " + B64("alice") + "\r\n"), "334 UGFzc3dvcmQ6\r\n");
+  EXPECT_EQ(e.Send(B64("wrong") + "\r\n"), "535 5.7.8 Authentication credentials invalid\r\n");
+  ASSERT_EQ(e.auth_requests().size(), 1u);
+  EXPECT_EQ(e.auth_requests()[0].username, "alice");
+  EXPECT_EQ(e.auth_requests()[0].password, "wrong");
+}
+
+TEST(SmtpSessionAuthTest, FailureThenRetry) {
+  SessionDriver d = TlsSessionWithAuth();
+  d.Start();
+  d.StartTls();
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "guess") + "\r\n"),
+            "535 5.7.8 Authentication credentials invalid\r\n");
+  EXPECT_FALSE(d.session().authenticated());
+  EXPECT_EQ(d.Send("MAIL FROM:<a@client.test>\r\nRCPT TO:<x@gmail.test>\r\nRSET\r\n"),
+            "250 2.1.0 Ok\r\n554 5.7.1 Relay access denied\r\n250 2.0.0 Ok\r\n");
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n"),
+            "235 2.7.0 Authentication successful\r\n");
+  EXPECT_THAT(d.session().TakeRejections(), ElementsAre("auth_failed", "relay_denied"));
+}
+
+TEST(SmtpSessionAuthTest, Cancel) {
+  SessionDriver d = TlsSessionWithAuth();
+  d.Start();
+  d.StartTls();
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send("AUTH PLAIN\r\n*\r\n"), "334 \r\n501 5.7.0 Authentication aborted\r\n");
+  EXPECT_EQ(d.Send("AUTH LOGIN\r\n" + B64("alice") + "\r\n*\r\n"),
+            "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n501 5.7.0 Authentication aborted\r\n");
+  // Back to commands.
+  EXPECT_EQ(d.Send("NOOP\r\n"), "250 2.0.0 Ok\r\n");
+  EXPECT_THAT(d.auth_requests(), IsEmpty());
+  EXPECT_THAT(d.session().TakeRejections(), ElementsAre("auth_aborted", "auth_aborted"));
+}
+
+TEST(SmtpSessionAuthTest, MalformedResponses) {
+  SessionDriver d = TlsSessionWithAuth();
+  d.Start();
+  d.StartTls();
+  d.Send("EHLO client.test\r\n");
+  const std::string cannot = "501 5.5.2 Cannot decode response\r\n";
+  EXPECT_EQ(d.Send("AUTH PLAIN !!!!\r\n"), cannot);
+  EXPECT_EQ(d.Send("AUTH PLAIN\r\nYWxpY2U\r\n"), "334 \r\n" + cannot);      // unpadded
+  EXPECT_EQ(d.Send("AUTH PLAIN " + B64("alice:s3cret") + "\r\n"), cannot);  // no NULs
+  EXPECT_EQ(d.Send("AUTH LOGIN\r\nYW xp\r\n"), "334 VXNlcm5hbWU6\r\n" + cannot);
+  EXPECT_EQ(d.Send("AUTH LOGIN " + B64("alice") + "\r\n====\r\n"), "334 UGFzc3dvcmQ6\r\n" + cannot);
+  EXPECT_EQ(d.Send("AUTH\r\n"), "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n");
+  EXPECT_EQ(d.Send("AUTH PLAIN a b\r\n"),
+            "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n");
+  EXPECT_EQ(d.Send("AUTH CRAM-MD5\r\n"), "504 5.5.4 Unrecognized authentication type\r\n");
+  // Fields that cannot verify are refused without a check.
+  const std::string invalid = "535 5.7.8 Authentication credentials invalid\r\n";
+  EXPECT_EQ(d.Send("AUTH PLAIN " + B64(std::string("bob\0alice\0s3cret", 16)) + "\r\n"), invalid);
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("", "s3cret") + "\r\n"), invalid);
+  EXPECT_EQ(d.Send("AUTH PLAIN =\r\n"), cannot);
+  EXPECT_THAT(d.auth_requests(), IsEmpty());
+  EXPECT_FALSE(d.session().authenticated());
+}
+
+TEST(SmtpSessionAuthTest, SequenceErrors) {
+  SessionDriver d = TlsSessionWithAuth();
+  d.Start();
+  d.StartTls();
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n"),
+            "503 5.5.1 Error: send EHLO first\r\n");
+  d.Send("HELO client.test\r\n");
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n"),
+            "503 5.5.1 Error: send EHLO first\r\n");
+  d.Send("EHLO client.test\r\nMAIL FROM:<a@client.test>\r\n");
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n"),
+            "503 5.5.1 Error: MAIL transaction in progress\r\n");
+  d.Send("RSET\r\n");
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n"),
+            "235 2.7.0 Authentication successful\r\n");
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n"),
+            "503 5.5.1 Error: already authenticated\r\n");
+  // EHLO does not undo AUTH.
+  d.Send("EHLO client.test\r\n");
+  EXPECT_TRUE(d.session().authenticated());
+  EXPECT_EQ(d.auth_requests().size(), 1u);
+}
+
+TEST(SmtpSessionAuthTest, ThrottledAndTemporaryFailure) {
+  SessionDriver d = TlsSessionWithAuth();
+  d.set_auth_outcome(AuthOutcome::kThrottled);
+  d.Start();
+  d.StartTls();
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n"),
+            "454 4.7.0 Too many failed authentication attempts, try later\r\n");
+  d.set_auth_outcome(AuthOutcome::kTempFail);
+  EXPECT_EQ(
+      d.Send("AUTH LOGIN\r\n" + B64("alice") + "\r\n" + B64("s3cret") + "\r\n"),
+      "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n454 4.7.0 Temporary authentication failure\r\n");
+  EXPECT_FALSE(d.session().authenticated());
+  EXPECT_THAT(d.session().TakeRejections(), ElementsAre("auth_throttled", "auth_unavailable"));
+}
+
+TEST(SmtpSessionAuthTest, WaitsForTheVerdictAndKeepsPipelinedInput) {
+  SessionDriver d = TlsSessionWithAuth();
+  d.set_hold_auth(true);
+  d.Start();
+  d.StartTls();
+  d.Send("EHLO client.test\r\n");
+  const std::string mail = "MAIL FROM:<alice@client.test>\r\nRCPT TO:<x@gmail.test>\r\n";
+  EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n" + mail), "");
+  EXPECT_EQ(d.last_event(), Event::kAuthCheck);
+  EXPECT_EQ(d.session().buffered_bytes(), mail.size());
+  std::string out;
+  EXPECT_EQ(d.session().Process(&out), Event::kWaitAuth);
+  d.session().Receive("NOOP\r\n");
+  EXPECT_EQ(d.session().Process(&out), Event::kWaitAuth);
+  EXPECT_EQ(out, "");
+  // A second take gets nothing.
+  EXPECT_EQ(d.session().TakeAuthRequest().username, "");
+  d.session().AuthDone(AuthOutcome::kOk, {"client.test"}, &out);
+  EXPECT_EQ(d.session().Process(&out), Event::kNeedInput);
+  // The pipelined RCPT ran as an authenticated client.
+  EXPECT_EQ(out,
+            "235 2.7.0 Authentication successful\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+            "250 2.0.0 Ok\r\n");
+}
+
+TEST(SmtpSessionAuthTest, TimeoutWhileCheckingIgnoresTheVerdict) {
+  SessionDriver d = TlsSessionWithAuth();
+  d.set_hold_auth(true);
+  d.Start();
+  d.StartTls();
+  d.Send("EHLO client.test\r\nAUTH PLAIN " + Plain("alice", "s3cret") + "\r\n");
+  std::string out;
+  d.session().Timeout(&out);
+  EXPECT_EQ(out, "421 4.4.2 mx.test Error: timeout exceeded\r\n");
+  d.session().AuthDone(AuthOutcome::kOk, {}, &out);
+  EXPECT_EQ(out, "421 4.4.2 mx.test Error: timeout exceeded\r\n");
+  EXPECT_FALSE(d.session().authenticated());
+}
+
+TEST(SmtpSessionAuthTest, CredentialsNeverLeakIntoRepliesOrReasons) {
+  SessionDriver d = TlsSessionWithAuth();
+  d.Start();
+  d.StartTls();
+  std::string out = d.Send("EHLO client.test\r\n");
+  out += d.Send("AUTH PLAIN " + Plain("mallory", "hunter2-secret") + "\r\n");
+  out += d.Send("AUTH LOGIN\r\n" + B64("mallory") + "\r\n" + B64("hunter2-secret") + "\r\n");
+  out += d.Send("AUTH PLAIN " + B64(std::string("mallory\0hunter2-secret", 22)) + "\r\n");
+  out += d.Send("AUTH LOGIN " + std::string(600, 'A') + "\r\n");
+  for (std::string_view secret : {"mallory", "hunter2", "bWFsbG9yeQ", "aHVudGVy"}) {
+    EXPECT_EQ(out.find(secret), std::string::npos) << secret;
+  }
+  for (const std::string& reason : d.session().TakeRejections()) {
+    EXPECT_THAT(reason, testing::AnyOf("auth_failed", "syntax", "line_too_long")) << reason;
+  }
+}
+
+TEST(SmtpSessionAuthTest, AuthLineTooLong) {
+  SessionDriver d = TlsSessionWithAuth();
+  d.Start();
+  d.StartTls();
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send("AUTH PLAIN\r\n" + std::string(600, 'A') + "\r\nNOOP\r\n"),
+            "334 \r\n500 5.5.6 Authentication exchange line is too long\r\n250 2.0.0 Ok\r\n");
+  EXPECT_THAT(d.session().TakeRejections(), ElementsAre("line_too_long"));
+}
+
+TEST(SmtpSessionAuthTest, AuthConversationDoesNotDependOnChunking) {
+  const std::string input = "EHLO c\r\nAUTH LOGIN\r\n" + B64("alice") + "\r\n" + B64("s3cret") +
+                            "\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<x@gmail.test>\r\n"
+                            "DATA\r\nx\r\n.\r\nQUIT\r\n";
+  std::string expected;
+  for (size_t chunk : {input.size(), size_t{1}, size_t{5}}) {
+    SessionDriver d = TlsSessionWithAuth();
+    d.Start();
+    d.StartTls();
+    std::string out;
+    for (size_t i = 0; i < input.size(); i += chunk) out += d.Send(input.substr(i, chunk));
+    if (expected.empty()) expected = out;
+    EXPECT_EQ(out, expected) << "chunk " << chunk;
+    EXPECT_THAT(out, HasSubstr("235 2.7.0 Authentication successful\r\n"));
+    EXPECT_EQ(d.messages().size(), 1u);
+  }
+}
+
+TEST(SmtpSessionAuthTest, SenderLoginMatch) {
+  SessionDriver d = TlsSessionWithAuth(kUntrustedIp, nullptr, /*sender_login_match=*/true);
+  d.Start();
+  d.StartTls();
+  // Before AUTH the rule does not apply (relay rules do).
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<x@other.test>\r\nRSET\r\n"), "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n");
+  d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n");
+  const std::string not_owned = "553 5.7.1 Sender address rejected: not owned by user\r\n";
+  EXPECT_EQ(d.Send("MAIL FROM:<x@other.test>\r\n"), not_owned);
+  EXPECT_EQ(d.Send("MAIL FROM:<x@sub.client.test>\r\n"), not_owned);  // exact entry only
+  EXPECT_EQ(d.Send("MAIL FROM:<x@corp.test>\r\nRSET\r\n"), "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<x@Dept.CORP.test>\r\nRSET\r\n"), "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@CLIENT.test>\r\nRSET\r\n"),
+            "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<>\r\nRSET\r\n"), "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n");
+  EXPECT_THAT(d.session().TakeRejections(), ElementsAre("sender_not_owned", "sender_not_owned"));
+
+  // Off: an authenticated user may use any sender.
+  SessionDriver off = TlsSessionWithAuth();
+  off.Start();
+  off.StartTls();
+  off.Send("EHLO client.test\r\nAUTH PLAIN " + Plain("alice", "s3cret") + "\r\n");
+  EXPECT_EQ(off.Send("MAIL FROM:<x@other.test>\r\n"), "250 2.1.0 Ok\r\n");
+}
+
+// Fingerprints of the test client certificate and of its key.
+const std::string kCertSha = std::string(64, 'c');
+const std::string kSpkiSha = std::string(64, 'd');
+
+InboundPolicy TestInboundPolicy() {
+  std::vector<PartnerRule> partners(3);
+  partners[0].domain = ".partner.example";
+  partners[0].require_tls = true;
+  partners[1].domain = "pinned.example";
+  partners[1].pins = {"sha256:" + std::string(64, 'C'), "sha256:" + std::string(64, 'e')};
+  partners[2].domain = "spki.example";
+  partners[2].pins = {"sha256:" + kSpkiSha};
+  return *InboundPolicy::Create(std::move(partners), {"secure.example.net"});
+}
+
+TEST(SmtpSessionInboundTest, PartnerRequiresTls) {
+  const InboundPolicy policy = TestInboundPolicy();
+  SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kOffer, false, &policy));
+  d.Start();
+  d.Send("EHLO client.test\r\n");
+  const std::string must = "530 5.7.0 Must issue a STARTTLS command first\r\n";
+  EXPECT_EQ(d.Send("MAIL FROM:<a@partner.example>\r\n"), must);
+  EXPECT_EQ(d.Send("MAIL FROM:<a@mx.Partner.Example>\r\n"), must);
+  // Pins imply TLS.
+  EXPECT_EQ(d.Send("MAIL FROM:<a@pinned.example>\r\n"), must);
+  EXPECT_EQ(d.Send("MAIL FROM:<a@notpartner.example>\r\nRSET\r\n"),
+            "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<>\r\n"), "250 2.1.0 Ok\r\n");
+  EXPECT_THAT(d.session().TakeRejections(),
+              ElementsAre("tls_required", "tls_required", "tls_required"));
+  d.StartTls();
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<a@partner.example>\r\nRCPT TO:<bob@example.com>\r\n"),
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n");
+}
+
+TEST(SmtpSessionInboundTest, PartnerPins) {
+  const InboundPolicy policy = TestInboundPolicy();
+  struct Case {
+    TlsFacts facts;
+    std::string sender;
+    std::string reply;
+    std::vector<std::string> reasons;
+  };
+  const Case cases[] = {
+      {Tls13(),
+       "a@pinned.example",
+       "530 5.7.0 Client certificate required for pinned.example\r\n",
+       {"client_cert_required"}},
+      {Tls13(std::string(64, 'f'), std::string(64, 'f')),
+       "a@pinned.example",
+       "550 5.7.1 Client certificate not authorised for pinned.example\r\n",
+       {"client_cert_rejected"}},
+      // The certificate's fingerprint, pinned in uppercase.
+      {Tls13(kCertSha, kSpkiSha), "a@pinned.example", "250 2.1.0 Ok\r\n", {}},
+      // The key's fingerprint: survives certificate renewal with the same key.
+      {Tls13(std::string(64, '0'), kSpkiSha), "a@spki.example", "250 2.1.0 Ok\r\n", {}},
+      {Tls13(kCertSha, std::string(64, '0')),
+       "a@spki.example",
+       "550 5.7.1 Client certificate not authorised for spki.example\r\n",
+       {"client_cert_rejected"}},
+      // Other senders do not need a certificate.
+      {Tls13(), "a@client.test", "250 2.1.0 Ok\r\n", {}},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.sender + " " + c.facts.peer_cert_sha256);
+    SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kOffer, false, &policy));
+    d.Start();
+    d.StartTls(c.facts);
+    d.Send("EHLO client.test\r\n");
+    EXPECT_EQ(d.Send("MAIL FROM:<" + c.sender + ">\r\n"), c.reply);
+    EXPECT_EQ(d.session().TakeRejections(), c.reasons);
+  }
+}
+
+TEST(SmtpSessionInboundTest, RequireTlsRecipientDomains) {
+  const InboundPolicy policy = TestInboundPolicy();
+  // Even a trusted client may not send there in plaintext.
+  for (std::string_view ip : {kUntrustedIp, kTrustedIp}) {
+    SessionDriver d({}, ip, Listener(TlsMode::kOffer, false, &policy));
+    d.Start();
+    d.Send("EHLO client.test\r\nMAIL FROM:<a@client.test>\r\n");
+    EXPECT_EQ(d.Send("RCPT TO:<bob@secure.example.net>\r\n"),
+              "530 5.7.0 Must issue a STARTTLS command first\r\n");
+    EXPECT_EQ(d.Send("RCPT TO:<bob@example.com>\r\n"), "250 2.1.5 Ok\r\n");
+    EXPECT_THAT(d.session().TakeRejections(), ElementsAre("tls_required"));
+    d.StartTls();
+    d.Send("EHLO client.test\r\nMAIL FROM:<a@client.test>\r\n");
+    EXPECT_EQ(d.Send("RCPT TO:<bob@SECURE.example.net>\r\n"), "250 2.1.5 Ok\r\n");
   }
 }
 

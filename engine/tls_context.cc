@@ -274,7 +274,7 @@ absl::Status TlsServerContext::Init() {
   SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
 
   // Tickets only: no server-side cache to grow or share.
-  // SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   static constexpr uint8_t kSessionIdContext[] = {'p', 'o', 's', 't', 'e', 'r', 'n'};
   SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof(kSessionIdContext));
   uint32_t lifetime = static_cast<uint32_t>(2 * kTicketKeyRotationInterval.count());

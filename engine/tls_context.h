@@ -63,7 +63,7 @@ enum class CipherClass {
 };
 
 struct TlsServerOptions {
-  std::vector<CertKeyPair> certificates;        // at least one; <= 1 ECDSA, <= 1 RSA
+  std::vector<CertKeyPair> certificates = {};   // at least one; <= 1 ECDSA, <= 1 RSA
   TlsVersion min_version = TlsVersion::kTls12;  // the maximum is always TLS 1.3
   CipherClass ciphers = CipherClass::kPfs;
   bool request_client_cert = false;

@@ -6,7 +6,10 @@
 // (DoHandshake, ReadPlaintext, WritePlaintext, Shutdown) the caller must
 // TakeCiphertext() and send what it gets: handshake flights, session tickets,
 // alerts (including the one explaining a failed handshake) and close_notify
-// all come out that way. Nothing here blocks or does I/O; input is buffered
+// all come out that way. BoringSSL holds TLS 1.3 session tickets back until
+// the server's first WritePlaintext() (SMTP always answers soon: the 220
+// greeting on implicit TLS, the EHLO reply after STARTTLS), so they share its
+// packet. Nothing here blocks or does I/O; input is buffered
 // without bound, so the caller limits how much it feeds (it already bounds
 // SMTP lines and messages).
 //

@@ -136,7 +136,7 @@ std::unique_ptr<TlsServerContext> MakeServer(TlsServerOptions options) {
 struct ClientOptions {
   uint16_t max_version = TLS1_3_VERSION;
   const char* ciphers = nullptr;  // TLS 1.2 list; null: BoringSSL's default
-  std::vector<uint16_t> verify_sigalgs;
+  std::vector<uint16_t> verify_sigalgs = {};
   const TestCert* cert = nullptr;
 };
 
@@ -146,7 +146,9 @@ bssl::UniquePtr<SSL_CTX> MakeClientCtx(const ClientOptions& o) {
   bssl::UniquePtr<SSL_CTX> ctx(SSL_CTX_new(TLS_method()));
   EXPECT_TRUE(SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION));
   EXPECT_TRUE(SSL_CTX_set_max_proto_version(ctx.get(), o.max_version));
-  if (o.ciphers != nullptr) EXPECT_TRUE(SSL_CTX_set_strict_cipher_list(ctx.get(), o.ciphers));
+  if (o.ciphers != nullptr) {
+    EXPECT_TRUE(SSL_CTX_set_strict_cipher_list(ctx.get(), o.ciphers));
+  }
   if (!o.verify_sigalgs.empty()) {
     EXPECT_TRUE(SSL_CTX_set_verify_algorithm_prefs(ctx.get(), o.verify_sigalgs.data(),
                                                    o.verify_sigalgs.size()));
@@ -204,7 +206,6 @@ class TestClient {
         out.append(buf, n);
         continue;
       }
-      fprintf(stderr, "DBG read err=%d %s\n", SSL_get_error(ssl_.get(), n), ERR_reason_error_string(ERR_peek_error()));
       if (closed != nullptr) *closed = SSL_get_error(ssl_.get(), n) == SSL_ERROR_ZERO_RETURN;
       ERR_clear_error();
       return out;
@@ -218,13 +219,9 @@ class TestClient {
     SHA256(CRYPTO_BUFFER_data(leaf), CRYPTO_BUFFER_len(leaf), digest);
     return Hex(digest, sizeof(digest));
   }
-  // Processes post-handshake messages (TLS 1.3 tickets), then returns the
-  // last resumable session the server gave (BoringSSL hands TLS 1.3 sessions
-  // only to the new-session callback).
-  bssl::UniquePtr<SSL_SESSION> Session() {
-    Read();
-    return std::move(session_);
-  }
+  // The last resumable session the server gave (BoringSSL hands TLS 1.3
+  // sessions only to the new-session callback, as tickets arrive).
+  bssl::UniquePtr<SSL_SESSION> Session() { return std::move(session_); }
   void SetSession(SSL_SESSION* session) { session_.reset(session); }
 
  private:
@@ -251,7 +248,6 @@ TlsSession::HandshakeResult Pump(TlsSession& server, TestClient& client, int* cl
     std::string to_client;
     server.TakeCiphertext(&to_client);
     client.Feed(to_client);
-    fprintf(stderr, "DBG round %d c=%d to_server=%zu result=%d to_client=%zu\n", round, *client_state, to_server.size(), (int)result, to_client.size());
     if (result == TlsSession::HandshakeResult::kFailed) {
       if (*client_state == 0) *client_state = client.Handshake();  // reads the alert
       break;
@@ -274,6 +270,17 @@ Connection Connect(TlsServerContext* ctx, SSL_CTX* client_ctx, SSL_SESSION* resu
   c.client = std::make_unique<TestClient>(client_ctx, resume);
   c.result = Pump(*c.server, *c.client, &c.client_state);
   return c;
+}
+
+// The server greets; BoringSSL sends TLS 1.3 tickets with its first write.
+// The client reads both and hands back the resumable session.
+bssl::UniquePtr<SSL_SESSION> TakeSession(Connection& c) {
+  EXPECT_TRUE(c.server->WritePlaintext("220 ready\r\n").ok());
+  std::string wire;
+  c.server->TakeCiphertext(&wire);
+  c.client->Feed(wire);
+  EXPECT_EQ(c.client->Read(), "220 ready\r\n");
+  return c.client->Session();
 }
 
 void ExpectEstablished(const Connection& c) {
@@ -480,9 +487,7 @@ void ExpectResumption(uint16_t version) {
   Connection first = Connect(ctx.get(), client_ctx.get());
   ExpectEstablished(first);
   EXPECT_FALSE(first.server->resumed());
-  fprintf(stderr, "DBG pending=%zu\n", (size_t)0);
-  bssl::UniquePtr<SSL_SESSION> session = first.client->Session();
-  fprintf(stderr, "DBG session=%p\n", (void*)session.get());
+  bssl::UniquePtr<SSL_SESSION> session = TakeSession(first);
   ASSERT_TRUE(session && SSL_SESSION_is_resumable(session.get()));
 
   Connection second = Connect(ctx.get(), client_ctx.get(), session.get());
@@ -515,7 +520,7 @@ TEST(TlsSessionTest, SharedTicketKeyMaterialResumesAcrossContexts) {
   auto client_ctx = MakeClientCtx({});
   Connection first = Connect(a.get(), client_ctx.get());
   ExpectEstablished(first);
-  bssl::UniquePtr<SSL_SESSION> session = first.client->Session();
+  bssl::UniquePtr<SSL_SESSION> session = TakeSession(first);
 
   Connection elsewhere = Connect(b.get(), client_ctx.get(), session.get());
   ExpectEstablished(elsewhere);

@@ -73,6 +73,16 @@ class Worker::SpoolEventOp : public IoOp {
   Worker* w_;
 };
 
+class Worker::AuthEventOp : public IoOp {
+ public:
+  explicit AuthEventOp(Worker* w) : w_(w) {}
+  void OnComplete(int res, uint32_t flags) override { w_->OnAuthEvent(res); }
+  uint64_t value = 0;
+
+ private:
+  Worker* w_;
+};
+
 class Worker::IpcOp : public IoOp {
  public:
   explicit IpcOp(Worker* w) : w_(w) {}
@@ -142,6 +152,10 @@ absl::Status Worker::Init(const ipc::v1::WorkerSetup& setup) {
              spool_event_.get());
   ipc_op_ = std::make_unique<IpcOp>(this);
   ring_.Recv(ipc_fd_, ipc_op_.get());
+  verifier_ = std::make_unique<AuthVerifier>(users_);
+  auth_event_ = std::make_unique<AuthEventOp>(this);
+  ring_.Read(verifier_->completion_eventfd(), &auth_event_->value, sizeof(uint64_t),
+             auth_event_.get());
 
   metrics_->Set(metrics::kSpoolMessages, 0, spooled_messages_);
   metrics_->Set(metrics::kWorkerUp, 0, 1);
@@ -157,7 +171,42 @@ absl::Status Worker::Init(const ipc::v1::WorkerSetup& setup) {
   return absl::OkStatus();
 }
 
+namespace {
+
+bool ListenersUseTls(const config::v1::Config& c) {
+  for (const auto& l : c.listeners()) {
+    if (l.tls() != config::v1::LISTENER_TLS_NONE) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<std::unique_ptr<TlsServerContext>> BuildTls(const config::v1::Config& c,
+                                                           bool client_certs) {
+  TlsServerOptions options;
+  for (const auto& cert : c.tls().certificates()) {
+    options.certificates.push_back(CertKeyPair{cert.cert_file(), cert.key_file()});
+  }
+  options.min_version = c.tls().min_version() == config::v1::TLS_VERSION_1_3 ? TlsVersion::kTls13
+                                                                            : TlsVersion::kTls12;
+  switch (c.tls().ciphers()) {
+    case config::v1::CIPHER_CLASS_STRONG:
+      options.ciphers = CipherClass::kStrong;
+      break;
+    case config::v1::CIPHER_CLASS_COMPAT:
+      options.ciphers = CipherClass::kCompat;
+      break;
+    default:
+      options.ciphers = CipherClass::kPfs;
+  }
+  options.request_client_cert = client_certs;
+  return TlsServerContext::Create(options);
+}
+
+}  // namespace
+
 absl::Status Worker::ApplyConfig(const ipc::v1::WorkerSetup& setup, bool first) {
+  // Build every policy object first and swap only when all succeeded: a
+  // refused snapshot leaves the last good configuration untouched.
   const config::v1::Config& c = setup.config();
   std::vector<std::string> domains(c.relay().accepted_domains().begin(),
                                    c.relay().accepted_domains().end());
@@ -165,28 +214,81 @@ absl::Status Worker::ApplyConfig(const ipc::v1::WorkerSetup& setup, bool first) 
                                     c.relay().trusted_networks().end());
   auto relay = RelayPolicy::Create(domains, networks);
   if (!relay.ok()) return relay.status();
+
+  std::vector<PartnerRule> partners;
+  for (const auto& p : c.partners()) {
+    PartnerRule rule;
+    rule.domain = p.domain();
+    rule.require_tls = p.inbound().require_tls();
+    rule.pins.assign(p.inbound().pins().begin(), p.inbound().pins().end());
+    partners.push_back(std::move(rule));
+  }
+  auto inbound = InboundPolicy::Create(
+      std::move(partners), std::vector<std::string>(c.relay().require_tls_domains().begin(),
+                                                    c.relay().require_tls_domains().end()));
+  if (!inbound.ok()) return inbound.status();
+
+  std::unique_ptr<TlsServerContext> tls;
+  if (ListenersUseTls(c)) {
+    auto built = BuildTls(c, inbound->wants_client_certs());
+    if (!built.ok()) return built.status();
+    tls = std::move(*built);
+    const std::string& key = setup.tls_ticket_key().empty() ? ticket_key_ : setup.tls_ticket_key();
+    if (!key.empty()) {
+      absl::Status st = tls->RotateTicketKeys(key);
+      if (!st.ok()) return st;
+      ticket_key_ = key;
+    }
+  }
+
+  std::shared_ptr<const UserDb> users;
+  if (!c.relay().users_file().empty()) {
+    auto db = UserDb::Load(c.relay().users_file());
+    if (!db.ok()) return db.status();
+    users = std::move(*db);
+  }
+
   if (!first && c.listeners_size() != config_.listeners_size()) {
     log::LogEvent("reconfigure_listeners_ignored", log::Level::kWarn)
         .Add("reason", "listener changes take effect when the worker restarts")
         .Emit();
   }
-  // Sessions already open keep the policy they started with: they hold a
-  // pointer into the old RelayPolicy, so it is retired, not freed.
+  // Sessions already open keep the objects they started with (they hold
+  // pointers into them), so the old ones are retired, not freed.
   if (relay_) retired_relays_.push_back(std::move(relay_));
   relay_ = std::make_unique<RelayPolicy>(std::move(*relay));
+  if (inbound_) retired_inbound_.push_back(std::move(inbound_));
+  inbound_ = std::make_unique<InboundPolicy>(std::move(*inbound));
+  if (tls_) retired_tls_.push_back(std::move(tls_));
+  tls_ = std::move(tls);
+  users_ = users;
+  if (verifier_) verifier_->SetUserDb(users_);
+
   config_ = c;
   config_version_ = setup.config_version();
+  ConnectionLimits limits;
+  limits.max_per_ip = static_cast<int>(c.limits().max_connections_per_ip());
+  limits.max_rate_per_ip = static_cast<int>(c.limits().max_connection_rate_per_ip());
+  // The per-worker cap is enforced at accept, before any PROXY header.
+  limits.max_total = 0;
+  if (limiter_) {
+    limiter_->SetLimits(limits);
+  } else {
+    limiter_ = std::make_unique<ConnectionLimiter>(limits);
+  }
   metrics_->Set(metrics::kPolicyVersion, 0, config_version_);
   return absl::OkStatus();
 }
 
 absl::Status Worker::Run() {
   while (!done_) {
+    RunDeferred();
     absl::Status st = ring_.RunOnce();
     if (!st.ok()) return st;
     ReapConnections();
     if (draining_ && connections_.empty() && !done_) {
       // Everything answered: flush the spool and say goodbye.
+      verifier_->Stop();
       writer_->Stop();
       OnSpoolEvent(0);
       ipc::v1::WorkerToSupervisor drained;
@@ -217,22 +319,22 @@ void Worker::OnAccept(Listener* l, int res, uint32_t flags) {
       sockaddr_storage peer{};
       socklen_t len = sizeof peer;
       getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
-      SessionContext ctx;
-      ctx.hostname = config_.node().hostname();
-      ctx.listener = l->name;
-      ctx.client_ip = AddressIp(peer);
-      ctx.client_port = AddressPort(peer);
-      ctx.relay = relay_.get();
-      ctx.limits.max_message_size = config_.limits().max_message_size();
-      ctx.limits.max_recipients = config_.limits().max_recipients();
-      uint64_t id = next_connection_id_++;
+      ConnectionSetup setup;
+      setup.id = next_connection_id_++;
+      setup.listener_index = l->index;
+      setup.listener_name = l->name;
+      setup.proxy_protocol = config_.listeners(static_cast<int>(l->index)).proxy_protocol();
+      setup.implicit_tls =
+          config_.listeners(static_cast<int>(l->index)).tls() == config::v1::LISTENER_TLS_IMPLICIT;
+      setup.socket_ip = AddressIp(peer);
+      setup.socket_port = AddressPort(peer);
       log::LogEvent("connect")
-          .Add("conn", static_cast<int64_t>(id))
+          .Add("conn", static_cast<int64_t>(setup.id))
           .Add("listener", l->name)
-          .Add("client", ctx.client_ip)
+          .Add(setup.proxy_protocol ? "peer" : "client", setup.socket_ip)
           .Emit();
-      auto conn = std::make_unique<SmtpConnection>(this, &ring_, fd, id, l->index,
-                                                   std::move(ctx), NowMs());
+      uint64_t id = setup.id;
+      auto conn = std::make_unique<SmtpConnection>(this, &ring_, fd, std::move(setup), NowMs());
       SmtpConnection* raw = conn.get();
       connections_.emplace(id, std::move(conn));
       metrics_->Add(metrics::kConnectionsAccepted, l->index);
@@ -246,6 +348,52 @@ void Worker::OnAccept(Listener* l, int res, uint32_t flags) {
     ring_.Accept(l->fd, l->op.get());
     l->armed = true;
   }
+}
+
+bool Worker::Admit(SmtpConnection* conn) {
+  if (relay_->IsTrusted(conn->client_ip())) return true;
+  ConnectionLimiter::Admission a = limiter_->Admit(conn->client_ip(), NowMs());
+  if (a == ConnectionLimiter::Admission::kOk) {
+    limited_.insert(conn->id());
+    return true;
+  }
+  metrics_->Add(metrics::kConnectionsRefused, conn->listener_index());
+  log::LogEvent("connection_refused", log::Level::kWarn)
+      .Add("conn", static_cast<int64_t>(conn->id()))
+      .Add("client", conn->client_ip())
+      .Add("reason", a == ConnectionLimiter::Admission::kRateExceeded ? "rate" : "concurrency")
+      .Emit();
+  return false;
+}
+
+SessionContext Worker::MakeSessionContext(size_t listener_index, const std::string& client_ip,
+                                          uint16_t client_port) const {
+  SessionContext ctx;
+  ctx.hostname = config_.node().hostname();
+  ctx.listener = config_.listeners(static_cast<int>(listener_index)).name();
+  ctx.client_ip = client_ip;
+  ctx.client_port = client_port;
+  ctx.relay = relay_.get();
+  ctx.limits.max_message_size = config_.limits().max_message_size();
+  ctx.limits.max_recipients = config_.limits().max_recipients();
+  const config::v1::Listener& l = config_.listeners(static_cast<int>(listener_index));
+  switch (l.tls()) {
+    case config::v1::LISTENER_TLS_OFFER:
+      ctx.tls_mode = SessionContext::TlsMode::kOffer;
+      break;
+    case config::v1::LISTENER_TLS_REQUIRE:
+      ctx.tls_mode = SessionContext::TlsMode::kRequire;
+      break;
+    case config::v1::LISTENER_TLS_IMPLICIT:
+      ctx.tls_mode = SessionContext::TlsMode::kImplicit;
+      break;
+    default:
+      ctx.tls_mode = SessionContext::TlsMode::kNone;
+  }
+  ctx.auth_enabled = l.auth() == config::v1::LISTENER_AUTH_AFTER_TLS;
+  ctx.sender_login_match = config_.relay().sender_login_match();
+  ctx.inbound = inbound_.get();
+  return ctx;
 }
 
 std::string Worker::NextQueueId() { return ids_->Next(); }
@@ -324,6 +472,7 @@ void Worker::OnSpoolEvent(int res) {
 
 void Worker::ConnectionClosing(SmtpConnection* conn) {
   closing_ids_.push_back(conn->id());
+  if (limited_.erase(conn->id()) > 0) limiter_->Release(conn->client_ip());
   metrics_->Set(metrics::kConnectionsActive, conn->listener_index(),
                 metrics_->Get(metrics::kConnectionsActive, conn->listener_index()) - 1);
 }
@@ -336,7 +485,7 @@ void Worker::ReapConnections() {
       closing_ids_.pop_back();
       continue;
     }
-    if (it->second->Finished() && !it->second->waiting_for_spool()) {
+    if (it->second->Finished()) {
       log::LogEvent("disconnect").Add("conn", static_cast<int64_t>(it->first)).Emit();
       connections_.erase(it);
       closing_ids_[i] = closing_ids_.back();
@@ -345,6 +494,93 @@ void Worker::ReapConnections() {
     }
     ++i;
   }
+}
+
+void Worker::CheckAuth(SmtpConnection* conn, AuthRequest request) {
+  int64_t now = NowMs();
+  if (!auth_throttle_.Allowed(conn->client_ip(), now)) {
+    metrics_->Add(metrics::kAuthAttempts, metrics::AuthResultIndex("throttled"));
+    deferred_auth_.emplace_back(conn->id(), AuthOutcome::kThrottled);
+    return;
+  }
+  // The username goes to the log; the password goes only to the verifier,
+  // which wipes it.
+  log::LogEvent("auth_check")
+      .Add("conn", static_cast<int64_t>(conn->id()))
+      .Add("client", conn->client_ip())
+      .Add("user", request.username)
+      .Emit();
+  verifier_->Submit(conn->id(), std::move(request.username), std::move(request.password));
+}
+
+void Worker::RunDeferred() {
+  std::vector<std::pair<uint64_t, AuthOutcome>> todo;
+  todo.swap(deferred_auth_);
+  for (const auto& [id, outcome] : todo) {
+    auto it = connections_.find(id);
+    if (it != connections_.end()) it->second->AuthDone(outcome, {});
+  }
+}
+
+void Worker::OnAuthEvent(int res) {
+  for (AuthResult& r : verifier_->TakeCompletions()) {
+    auto it = connections_.find(r.token);
+    AuthOutcome outcome = AuthOutcome::kTempFail;
+    std::string result = "failed";
+    if (r.verdict == AuthResult::Verdict::kOk) {
+      outcome = AuthOutcome::kOk;
+      result = "ok";
+    } else if (r.verdict == AuthResult::Verdict::kBad) {
+      outcome = AuthOutcome::kBad;
+    }
+    metrics_->Add(metrics::kAuthAttempts, metrics::AuthResultIndex(result));
+    if (it == connections_.end()) continue;
+    const std::string& ip = it->second->client_ip();
+    if (outcome == AuthOutcome::kOk) auth_throttle_.Succeeded(ip);
+    if (outcome == AuthOutcome::kBad) auth_throttle_.Failed(ip, NowMs());
+    log::LogEvent("auth", outcome == AuthOutcome::kOk ? log::Level::kInfo : log::Level::kWarn)
+        .Add("conn", static_cast<int64_t>(r.token))
+        .Add("client", ip)
+        .Add("result", result)
+        .Emit();
+    it->second->AuthDone(outcome, std::move(r.domains));
+  }
+  if (!done_) {
+    ring_.Read(verifier_->completion_eventfd(), &auth_event_->value, sizeof(uint64_t),
+               auth_event_.get());
+  }
+}
+
+namespace {
+
+// BoringSSL's failure reasons, folded into the bounded label set of
+// postern_tls_handshakes_total.
+std::string TlsFailureClass(const std::string& reason) {
+  auto has = [&reason](const char* s) { return reason.find(s) != std::string::npos; };
+  if (reason == "eof" || has("unexpected eof")) return "eof";
+  if (reason == "timeout") return "timeout";
+  if (has("version") || has("protocol")) return "protocol_version";
+  if (has("no shared cipher") || has("handshake failure") || has("no cipher")) {
+    return "no_shared_cipher";
+  }
+  if (has("certificate")) return "bad_certificate";
+  return "other";
+}
+
+}  // namespace
+
+void Worker::CountTlsHandshake(size_t listener, const std::string& version,
+                               const std::string& failure) {
+  metrics_->Add(metrics::kTlsHandshakes,
+                metrics::ListenerTlsIndex(listener, version,
+                                          failure.empty() ? "" : TlsFailureClass(failure)));
+}
+
+void Worker::CountStartTlsDiscarded(size_t listener, uint64_t bytes) {
+  metrics_->Add(metrics::kStartTlsDiscardedBytes, listener, bytes);
+  log::LogEvent("starttls_injection_discarded", log::Level::kWarn)
+      .Add("bytes", static_cast<int64_t>(bytes))
+      .Emit();
 }
 
 void Worker::CountReceived(size_t listener, uint64_t bytes) {
@@ -357,9 +593,10 @@ void Worker::CountRejection(const std::string& reason) {
 
 void Worker::OnTick() {
   int64_t now = NowMs();
+  limiter_->Sweep(now);
   int64_t idle_ms = DurationMs(config_.limits().command_timeout());
   for (auto& [id, conn] : connections_) {
-    if (conn->closing() || conn->waiting_for_spool()) continue;
+    if (conn->closing() || conn->waiting_for_spool() || conn->waiting_for_auth()) continue;
     if (draining_ && now >= drain_deadline_ms_) {
       conn->Shutdown();
     } else if (idle_ms > 0 && now - conn->last_activity_ms() >= idle_ms) {
@@ -413,6 +650,16 @@ void Worker::HandleIpcMessage(const ipc::v1::SupervisorToWorker& msg) {
                   st.ok() ? log::Level::kInfo : log::Level::kWarn)
         .Add("version", static_cast<int64_t>(msg.reconfigure().config_version()))
         .Emit();
+  } else if (msg.has_ticket_key()) {
+    ticket_key_ = msg.ticket_key().material();
+    if (tls_) {
+      absl::Status st = tls_->RotateTicketKeys(ticket_key_);
+      if (!st.ok()) {
+        log::LogEvent("ticket_key_refused", log::Level::kWarn)
+            .Add("error", std::string(st.message()))
+            .Emit();
+      }
+    }
   } else if (msg.has_drain()) {
     StartDrain(NowMs() + static_cast<int64_t>(msg.drain().deadline_ms()));
   }

@@ -11,7 +11,8 @@ BUILD_PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 TEST_PKGS=(
-  swaks openssl prometheus python3 binutils curl clang libclang-rt-14-dev
+  swaks openssl prometheus python3 binutils curl clang libclang-rt-14-dev haproxy
+  procps libnet-ssleay-perl libio-socket-ssl-perl
 )
 
 want=("${BUILD_PKGS[@]}")

@@ -2,7 +2,9 @@
 # Installs what is missing, builds everything, runs every test:
 #   1. unit tests (GoogleTest, fuzz seed replays) under Bazel
 #   2. the same under ASan + UBSan (--config=asan)
-#   3. integration tests in tests/ against real peers (swaks, smtplib, promtool)
+#   3. integration tests in tests/ against real peers (swaks, smtplib, promtool,
+#      HAProxy)
+#   4. a short, bounded libFuzzer run of every fuzz target (tools/fuzz.sh)
 # The last line is "N passed, N failed, N skipped"; exit status 0 only if none failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -81,6 +83,15 @@ if [[ "$p" =~ ^[0-9]+$ ]]; then
 else
   failed=$((failed + 1))
 fi
+
+echo "== bounded fuzzing (libFuzzer, ${FUZZ_SECONDS:-5}s per target)"
+fuzz_out=$(mktemp)
+FUZZ_SECONDS="${FUZZ_SECONDS:-5}" tools/fuzz.sh 2>&1 | tee "$fuzz_out"
+fuzz_ok=$(grep -c '^fuzz .*: ok' "$fuzz_out" || true)
+fuzz_bad=$(grep -c '^fuzz .*: \(FAILED\|BUILD FAILED\)' "$fuzz_out" || true)
+rm -f "$fuzz_out"
+passed=$((passed + fuzz_ok)); failed=$((failed + fuzz_bad))
+if [[ $fuzz_ok -eq 0 && $fuzz_bad -eq 0 ]]; then failed=$((failed + 1)); fi
 
 echo "$passed passed, $failed failed, $skipped skipped"
 [[ $failed -eq 0 ]]

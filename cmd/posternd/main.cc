@@ -19,6 +19,7 @@
 #include "control/config_defaults.h"
 #include "control/admin_service.h"
 #include "control/config_loader.h"
+#include "control/default_certificate.h"
 #include "control/metrics_server.h"
 #include "control/supervisor.h"
 
@@ -75,6 +76,34 @@ absl::StatusOr<Config> LoadConfig(const std::string& path) {
   return postern::control::LoadConfigFile(path);
 }
 
+// Listeners with TLS and no configured certificate use the node's default
+// certificates, generated into the data dir on first start and reused.
+absl::Status ResolveCertificates(Config* config) {
+  bool tls = false;
+  for (const auto& l : config->listeners()) {
+    tls |= l.tls() != postern::config::v1::LISTENER_TLS_NONE;
+  }
+  if (!tls || config->tls().certificates_size() > 0) return absl::OkStatus();
+  auto paths = postern::control::EnsureDefaultCertificate(config->node().data_dir(),
+                                                          config->node().hostname());
+  if (!paths.ok()) return paths.status();
+  for (const auto& [cert, key] : paths->pairs) {
+    auto* c = config->mutable_tls()->add_certificates();
+    c->set_name(std::filesystem::path(cert).stem().string());
+    c->set_cert_file(cert);
+    c->set_key_file(key);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Config> LoadNodeConfig(const std::string& path) {
+  absl::StatusOr<Config> config = LoadConfig(path);
+  if (!config.ok()) return config;
+  absl::Status st = ResolveCertificates(&*config);
+  if (!st.ok()) return st;
+  return config;
+}
+
 // The worker binary sits beside posternd when installed, and in the sibling
 // package directory inside bazel-bin.
 std::string FindWorkerBinary() {
@@ -109,7 +138,7 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  // The data dir holds the spool and (later) private keys: owner only.
+  // The data dir holds the spool and private keys: owner only.
   std::filesystem::path data_dir = config->node().data_dir();
   std::error_code ec;
   std::filesystem::create_directories(data_dir / "spool", ec);
@@ -119,6 +148,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   chmod(data_dir.c_str(), 0700);
+  absl::Status certs = ResolveCertificates(&*config);
+  if (!certs.ok()) {
+    std::fprintf(stderr, "posternd: default certificate: %s\n",
+                 std::string(certs.message()).c_str());
+    return 2;
+  }
 
   postern::control::SupervisorOptions options;
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
@@ -129,7 +164,7 @@ int main(int argc, char** argv) {
       flags.worker_binary.empty() ? FindWorkerBinary() : flags.worker_binary;
   if (!flags.config_path.empty()) {
     std::string path = flags.config_path;
-    options.reload = [path] { return LoadConfig(path); };
+    options.reload = [path] { return LoadNodeConfig(path); };
   }
 
   std::vector<std::string> listener_names;
