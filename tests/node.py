@@ -21,6 +21,8 @@ def binary(name: str) -> str:
         "posternd": "cmd/posternd/posternd",
         "postern-worker": "cmd/postern-worker/postern-worker",
         "postern-spool": "cmd/postern-spool/postern-spool",
+        "postern-passwd": "cmd/postern-passwd/postern-passwd",
+        "posternctl": "cmd/posternctl/posternctl",
     }
     return os.path.join(BIN, paths[name])
 
@@ -42,12 +44,22 @@ def wait_for(predicate, timeout=20.0, interval=0.05, what="condition"):
 
 
 class Node:
-    def __init__(self, workers=1, extra_yaml="", drain_timeout="5s"):
+    def __init__(self, workers=1, extra_yaml="", drain_timeout="5s", listeners=None,
+                 relay_yaml=None):
+        """listeners: {name: "tls: offer, auth: after_tls"} (attributes
+        besides name and address); default one plaintext listener "mx".
+        relay_yaml: the relay section's body."""
         self.tmp = tempfile.TemporaryDirectory(prefix="postern-test-")
         self.dir = self.tmp.name
         self.data_dir = os.path.join(self.dir, "data")
-        self.smtp_port = free_port()
+        listeners = listeners or {"mx": "tls: none, auth: none"}
+        self.ports = {name: free_port() for name in listeners}
+        self.smtp_port = next(iter(self.ports.values()))
         self.metrics_port = free_port()
+        listener_yaml = "".join(
+            f'  - {{ name: {name}, address: "127.0.0.1:{self.ports[name]}", {attrs} }}\n'
+            for name, attrs in listeners.items())
+        relay_yaml = relay_yaml or "  accepted_domains: [example.com]\n  trusted_networks: [127.0.0.0/8]\n"
         self.workers = workers
         self.config_path = os.path.join(self.dir, "postern.yaml")
         self.log_path = os.path.join(self.dir, "posternd.log")
@@ -55,11 +67,8 @@ class Node:
             f.write(
                 f"""node: {{ name: test-node, data_dir: "{self.data_dir}", workers: {workers}, drain_timeout: {drain_timeout} }}
 listeners:
-  - {{ name: mx, address: "127.0.0.1:{self.smtp_port}", tls: none, auth: none }}
-relay:
-  accepted_domains: [example.com]
-  trusted_networks: [127.0.0.0/8]
-control:
+{listener_yaml}relay:
+{relay_yaml}control:
   metrics_listen: "127.0.0.1:{self.metrics_port}"
 {extra_yaml}"""
             )

@@ -12,7 +12,7 @@ BUILD_PKGS=(
 )
 TEST_PKGS=(
   swaks openssl prometheus python3 binutils curl clang libclang-rt-14-dev haproxy
-  procps libnet-ssleay-perl libio-socket-ssl-perl
+  procps libnet-ssleay-perl libio-socket-ssl-perl testssl.sh
 )
 
 want=("${BUILD_PKGS[@]}")
