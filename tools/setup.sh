@@ -13,6 +13,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   swaks openssl prometheus python3 binutils curl clang libclang-rt-14-dev haproxy
   procps libnet-ssleay-perl libio-socket-ssl-perl testssl.sh
+  postfix
 )
 
 want=("${BUILD_PKGS[@]}")
@@ -40,6 +41,11 @@ if [[ ! -e /usr/sbin/policy-rc.d ]]; then
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
   $SUDO chmod +x /usr/sbin/policy-rc.d
   trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+# postfix (a private instance in tests/postfix_instance.py) must not ask its
+# debconf question nor configure a system mailer.
+if command -v debconf-set-selections >/dev/null; then
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 fi
 $SUDO apt-get update -qq || true
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
