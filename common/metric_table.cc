@@ -44,7 +44,7 @@ constexpr std::array<MetricDef, kMetricCount> kDefs = {{
 }};
 
 // Keep "other" last: unknown reasons land there.
-constexpr std::array<std::string_view, 15> kRejectReasons = {
+constexpr std::array<std::string_view, 25> kRejectReasons = {
     "relay_denied",
     "line_too_long",
     "bare_lf",
@@ -59,6 +59,16 @@ constexpr std::array<std::string_view, 15> kRejectReasons = {
     "unsupported_parameter",
     "smtputf8_required",
     "proxy_header",
+    "tls_required",
+    "auth_required_tls",
+    "auth_failed",
+    "auth_aborted",
+    "auth_throttled",
+    "auth_unavailable",
+    "auth_mechanism",
+    "sender_not_owned",
+    "client_cert_required",
+    "client_cert_rejected",
     "other",
 };
 

@@ -318,6 +318,17 @@ absl::Status CheckRelay(const v1::Relay& relay) {
       return Invalid(absl::StrCat("relay.trusted_networks[", i, "]"), *problem);
     }
   }
+  for (int i = 0; i < relay.require_tls_domains_size(); ++i) {
+    if (!IsDomain(relay.require_tls_domains(i), false)) {
+      return Invalid(absl::StrCat("relay.require_tls_domains[", i, "]"),
+                     absl::StrCat(Quote(relay.require_tls_domains(i)), " is not a domain"));
+    }
+  }
+  // Without a users file nobody can log in, so the rule could never apply:
+  // almost certainly a forgotten users_file.
+  if (relay.sender_login_match() && relay.users_file().empty()) {
+    return Invalid("relay.sender_login_match", "needs relay.users_file");
+  }
   return absl::OkStatus();
 }
 

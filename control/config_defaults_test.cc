@@ -178,6 +178,9 @@ Config ValidBase() {
   c.mutable_relay()->add_trusted_networks("2001:db8::/32");
   c.mutable_relay()->add_trusted_networks("192.0.2.7");
   c.mutable_relay()->add_trusted_networks("0.0.0.0/0");
+  c.mutable_relay()->add_require_tls_domains("example.com");
+  c.mutable_relay()->set_users_file("/etc/postern/users");
+  c.mutable_relay()->set_sender_login_match(true);
   v1::Route* r = c.add_routes();
   r->set_domain("example.com");
   r->set_next_hop("mx.example.com:25");
@@ -258,6 +261,12 @@ TEST(ConfigDefaultsTest, ValidationFailuresNameTheKey) {
        "relay.trusted_networks[0]: \"10.0.0.1/8\" has host bits"},
       {[](Config* c) { c->mutable_relay()->set_trusted_networks(0, "localhost"); },
        "relay.trusted_networks[0]: \"localhost\" is not a CIDR"},
+      {[](Config* c) { c->mutable_relay()->set_require_tls_domains(0, "exa mple.com"); },
+       "relay.require_tls_domains[0]: \"exa mple.com\" is not a domain"},
+      {[](Config* c) { c->mutable_relay()->add_require_tls_domains(".example.com"); },
+       "relay.require_tls_domains[1]: "},
+      {[](Config* c) { c->mutable_relay()->clear_users_file(); },
+       "relay.sender_login_match: needs relay.users_file"},
       {[](Config* c) { c->mutable_routes(0)->set_next_hop("mx.example.com"); },
        "routes[0].next_hop: \"mx.example.com\" is not host:port"},
       {[](Config* c) { c->mutable_routes(1)->set_domain("EXAMPLE.com"); },

@@ -329,6 +329,22 @@ TEST(ConfigLoaderTest, ExplicitZeroThatADefaultWouldReplaceIsAnError) {
   EXPECT_EQ(Loaded("relay: { users_file: \"\" }\n").relay().users_file(), "");
 }
 
+TEST(ConfigLoaderTest, RelayTlsAndLoginFields) {
+  const Config c = Loaded(
+      "relay:\n"
+      "  users_file: /etc/postern/users\n"
+      "  require_tls_domains: [secure.example.com, vault.example]\n"
+      "  sender_login_match: true\n");
+  ASSERT_EQ(c.relay().require_tls_domains_size(), 2);
+  EXPECT_EQ(c.relay().require_tls_domains(1), "vault.example");
+  EXPECT_TRUE(c.relay().sender_login_match());
+  EXPECT_FALSE(Loaded("relay: { sender_login_match: false }\n").relay().sender_login_match());
+  EXPECT_EQ(ErrorOf("relay:\n  require_tls_domains: [a.example, \"b example\"]\n"),
+            "config.yaml:2:36: relay.require_tls_domains[1]: \"b example\" is not a domain");
+  EXPECT_THAT(ErrorOf("relay: { sender_login_match: true }\n"),
+              HasSubstr("relay.sender_login_match: needs relay.users_file"));
+}
+
 TEST(ConfigLoaderTest, ValidationErrorsPointAtTheLine) {
   EXPECT_EQ(ErrorOf("node: { name: n }\n"
                     "listeners:\n"

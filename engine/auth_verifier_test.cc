@@ -78,7 +78,9 @@ TEST(AuthVerifierTest, NoDatabaseRejectsEveryone) {
 
 TEST(AuthVerifierTest, OverloadCompletesAtOnceAsUnavailable) {
   AuthVerifier verifier(TestDb(), {.max_pending = 2});
-  // The thread may take the first at once, so at most 3 are accepted.
+  // Two wait, and the thread may already hold a third, so normally 3 at
+  // most are checked. Only a stall of the submitting thread long enough for
+  // whole checks (70 ms each) could let more in; the bound allows for that.
   for (uint64_t token = 1; token <= 10; ++token) verifier.Submit(token, "alice", "s3cret");
   std::map<uint64_t, AuthResult> results = Collect(&verifier, 10);
   ASSERT_EQ(results.size(), 10u);
@@ -90,7 +92,7 @@ TEST(AuthVerifierTest, OverloadCompletesAtOnceAsUnavailable) {
       EXPECT_EQ(result.verdict, Verdict::kUnavailable) << token;
   }
   EXPECT_GE(checked, 2);
-  EXPECT_LE(checked, 3);
+  EXPECT_LE(checked, 6);
 }
 
 TEST(AuthVerifierTest, StopCompletesEveryToken) {

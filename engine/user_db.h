@@ -17,7 +17,7 @@
 //
 // Cost: HashPassword uses libsodium's INTERACTIVE limits for argon2id (t=2,
 // 64 MiB), its recommendation for online logins: about 70 ms per Verify on
-// the 2025 build machine (AMD EPYC), and 64 MiB while it runs. That is far
+// the development machine (AMD EPYC), and 64 MiB while it runs. That is far
 // too slow for the event loop: Verify runs on AuthVerifier's thread.
 //
 // Thread-safety: immutable after Load; Verify may run on any number of
