@@ -3,6 +3,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <string_view>
 
@@ -332,6 +333,59 @@ bool HasNonAscii(std::string_view text) {
     if (c >= 0x80) return true;
   }
   return false;
+}
+
+bool IsXtext(std::string_view value, bool allow_utf8) {
+  auto is_hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); };
+  for (size_t i = 0; i < value.size(); ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    if (c == '+') {
+      if (value.size() - i < 3 || !is_hex(value[i + 1]) || !is_hex(value[i + 2])) return false;
+      i += 2;
+    } else if (c >= 0x80) {
+      if (!allow_utf8) return false;
+    } else if (c < 33 || c > 126 || c == '=') {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string CanonicalNotify(std::string_view value) {
+  constexpr std::string_view kKeywords[] = {"NEVER", "SUCCESS", "FAILURE", "DELAY"};
+  std::string canonical;
+  bool seen[std::size(kKeywords)] = {};
+  size_t items = 0;
+  for (;;) {
+    const size_t comma = value.find(',');
+    const std::string_view item = value.substr(0, comma);
+    size_t k = 0;
+    while (k < std::size(kKeywords) && !absl::EqualsIgnoreCase(Absl(item), Absl(kKeywords[k]))) {
+      ++k;
+    }
+    if (k == std::size(kKeywords) || seen[k]) return "";
+    seen[k] = true;
+    ++items;
+    if (!canonical.empty()) canonical.push_back(',');
+    canonical.append(kKeywords[k]);
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  // NEVER excludes the others (RFC 3461 4.1).
+  if (seen[0] && items > 1) return "";
+  return canonical;
+}
+
+bool IsValidOrcpt(std::string_view value, bool allow_utf8) {
+  if (value.size() > kMaxOrcptLength) return false;
+  const size_t semicolon = value.find(';');
+  if (semicolon == 0 || semicolon == std::string_view::npos || semicolon + 1 == value.size()) {
+    return false;
+  }
+  for (unsigned char c : value.substr(0, semicolon)) {
+    if (c >= 0x80 || !IsAtext(c)) return false;
+  }
+  return IsXtext(value.substr(semicolon + 1), allow_utf8);
 }
 
 absl::StatusOr<SmtpCommand> ParseSmtpCommand(std::string_view line) {

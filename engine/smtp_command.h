@@ -29,6 +29,7 @@
 #ifndef POSTERN_ENGINE_SMTP_COMMAND_H_
 #define POSTERN_ENGINE_SMTP_COMMAND_H_
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -80,6 +81,25 @@ std::string_view MailboxDomain(std::string_view mailbox);
 
 // True if any octet is outside US-ASCII (the address needs SMTPUTF8).
 bool HasNonAscii(std::string_view text);
+
+// DSN parameter values (RFC 3461 4). The session decides whether DSN is
+// offered; these only judge the syntax.
+//
+// xtext: octets 33..126 except '+' and '=', or "+XX" with two upper-case hex
+// digits. With allow_utf8 (SMTPUTF8 declared, RFC 6533 3) non-ASCII octets
+// are allowed too; that they are well-formed UTF-8 is the parser's check.
+bool IsXtext(std::string_view value, bool allow_utf8);
+
+// NOTIFY (RFC 3461 4.1): "NEVER", or a comma-separated list of SUCCESS,
+// FAILURE and DELAY, each at most once, in any case. Returns the value
+// upper-cased, in the order given ("SUCCESS,FAILURE"), or "" if invalid.
+std::string CanonicalNotify(std::string_view value);
+
+// ORCPT (RFC 3461 4.2): addr-type ";" xtext, at most kMaxOrcptLength
+// octets. addr-type is an atom ("rfc822", "utf-8"); the address is not
+// empty. The value is not decoded.
+inline constexpr size_t kMaxOrcptLength = 500;
+bool IsValidOrcpt(std::string_view value, bool allow_utf8);
 
 }  // namespace postern::engine
 

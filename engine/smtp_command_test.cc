@@ -217,6 +217,49 @@ TEST(SmtpCommandTest, MailboxDomain) {
   EXPECT_EQ(MailboxDomain(""), "");
 }
 
+TEST(SmtpCommandTest, Xtext) {
+  EXPECT_TRUE(IsXtext("", false));
+  EXPECT_TRUE(IsXtext("QQ314159", false));
+  EXPECT_TRUE(IsXtext("a+2Bb+3D!~;\\", false));
+  EXPECT_FALSE(IsXtext("a+2b", false));  // hex digits are upper case
+  EXPECT_FALSE(IsXtext("a+2", false));
+  EXPECT_FALSE(IsXtext("a+", false));
+  EXPECT_FALSE(IsXtext("a+GG", false));
+  EXPECT_FALSE(IsXtext("a=b", false));
+  EXPECT_FALSE(IsXtext("a b", false));
+  EXPECT_FALSE(IsXtext(std::string_view("a\0b", 3), false));
+  EXPECT_FALSE(IsXtext("a\x7f", false));
+  EXPECT_FALSE(IsXtext("j\xc3\xb6rg", false));
+  EXPECT_TRUE(IsXtext("j\xc3\xb6rg", true));
+}
+
+TEST(SmtpCommandTest, Notify) {
+  EXPECT_EQ(CanonicalNotify("NEVER"), "NEVER");
+  EXPECT_EQ(CanonicalNotify("never"), "NEVER");
+  EXPECT_EQ(CanonicalNotify("success,Failure"), "SUCCESS,FAILURE");
+  EXPECT_EQ(CanonicalNotify("DELAY,SUCCESS,FAILURE"), "DELAY,SUCCESS,FAILURE");
+  for (std::string_view bad : {"", "NEVER,SUCCESS", "FAILURE,NEVER", "SUCCESS,SUCCESS", "SUCCESS,",
+                               ",SUCCESS", "SUCCESS,,FAILURE", "ALWAYS", "SUCCESS FAILURE",
+                               "NEVER,NEVER"}) {
+    EXPECT_EQ(CanonicalNotify(bad), "") << bad;
+  }
+}
+
+TEST(SmtpCommandTest, Orcpt) {
+  EXPECT_TRUE(IsValidOrcpt("rfc822;bob@example.com", false));
+  EXPECT_TRUE(IsValidOrcpt("RFC822;b+2Bx@example.com", false));
+  EXPECT_TRUE(IsValidOrcpt("x-local;a;b", false));  // ';' is xtext after the first
+  EXPECT_TRUE(IsValidOrcpt("utf-8;j\xc3\xb6rg@example.de", true));
+  EXPECT_FALSE(IsValidOrcpt("utf-8;j\xc3\xb6rg@example.de", false));
+  for (std::string_view bad : {"", "rfc822", "rfc822;", ";bob@example.com", "rfc 822;bob",
+                               "rfc822;b+2bx@example.com", "rfc822;a+", "rfc(822);a"}) {
+    EXPECT_FALSE(IsValidOrcpt(bad, false)) << bad;
+  }
+  const std::string longest = "rfc822;" + std::string(kMaxOrcptLength - 7, 'a');
+  EXPECT_TRUE(IsValidOrcpt(longest, false));
+  EXPECT_FALSE(IsValidOrcpt(longest + "a", false));
+}
+
 TEST(SmtpCommandTest, VerbNames) {
   EXPECT_EQ(SmtpVerbName(Verb::kStarttls), "STARTTLS");
   EXPECT_EQ(SmtpVerbName(Verb::kUnknown), "UNKNOWN");

@@ -1,6 +1,7 @@
 #include "engine/smtp_session.h"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -19,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "engine/bdat_reader.h"
 #include "engine/data_reader.h"
 #include "engine/smtp_command.h"
 
@@ -42,6 +44,70 @@ bool ParseSizeValue(std::string_view value, uint64_t* size) {
   if (value.empty() || !std::all_of(value.begin(), value.end(), absl::ascii_isdigit)) return false;
   if (!absl::SimpleAtoi(Absl(value), size)) *size = std::numeric_limits<uint64_t>::max();
   return true;
+}
+
+// RFC 3461 4.4: an ENVID is at most 100 characters.
+constexpr size_t kMaxEnvidLength = 100;
+
+// "BDAT" chunk-size [ SP "LAST" ] (RFC 3030 2); `argument` is what follows
+// the verb, blanks already trimmed. chunk-size is digits; one too large for
+// uint64_t saturates (it is only ever compared with the size limit).
+bool ParseBdatArgument(std::string_view argument, uint64_t* size, bool* last) {
+  const size_t space = argument.find(' ');
+  if (!ParseSizeValue(argument.substr(0, space), size)) return false;
+  *last = false;
+  if (space == std::string_view::npos) return true;
+  std::string_view rest = argument.substr(space);
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  *last = absl::EqualsIgnoreCase(Absl(rest), "LAST");
+  return *last;
+}
+
+// True if `line` (after leading blanks) starts with the command `verb` (any
+// case) followed by a space, or ends there.
+bool StartsWithVerb(std::string_view line, std::string_view verb) {
+  const size_t start = line.find_first_not_of(" \t");
+  if (start == std::string_view::npos) return false;
+  line.remove_prefix(start);
+  if (!absl::StartsWithIgnoreCase(Absl(line), Absl(verb))) return false;
+  return line.size() == verb.size() || line[verb.size()] == ' ' || line[verb.size()] == '\r' ||
+         line[verb.size()] == '\n';
+}
+
+CommandVerb ToCommandVerb(SmtpCommand::Verb verb) {
+  switch (verb) {
+    case Verb::kEhlo:
+      return CommandVerb::kEhlo;
+    case Verb::kHelo:
+      return CommandVerb::kHelo;
+    case Verb::kMail:
+      return CommandVerb::kMail;
+    case Verb::kRcpt:
+      return CommandVerb::kRcpt;
+    case Verb::kData:
+      return CommandVerb::kData;
+    case Verb::kBdat:
+      return CommandVerb::kBdat;
+    case Verb::kRset:
+      return CommandVerb::kRset;
+    case Verb::kNoop:
+      return CommandVerb::kNoop;
+    case Verb::kQuit:
+      return CommandVerb::kQuit;
+    case Verb::kHelp:
+      return CommandVerb::kHelp;
+    case Verb::kVrfy:
+      return CommandVerb::kVrfy;
+    case Verb::kExpn:
+      return CommandVerb::kExpn;
+    case Verb::kStarttls:
+      return CommandVerb::kStarttls;
+    case Verb::kAuth:
+      return CommandVerb::kAuth;
+    case Verb::kUnknown:
+      break;
+  }
+  return CommandVerb::kUnknown;
 }
 
 // Best-effort erasure of secrets: volatile stores the compiler cannot drop as
@@ -110,10 +176,47 @@ std::string HeaderToken(std::string_view text) {
 
 }  // namespace
 
+std::string_view CommandVerbName(CommandVerb verb) {
+  switch (verb) {
+    case CommandVerb::kEhlo:
+      return "EHLO";
+    case CommandVerb::kHelo:
+      return "HELO";
+    case CommandVerb::kMail:
+      return "MAIL";
+    case CommandVerb::kRcpt:
+      return "RCPT";
+    case CommandVerb::kData:
+      return "DATA";
+    case CommandVerb::kBdat:
+      return "BDAT";
+    case CommandVerb::kRset:
+      return "RSET";
+    case CommandVerb::kNoop:
+      return "NOOP";
+    case CommandVerb::kQuit:
+      return "QUIT";
+    case CommandVerb::kHelp:
+      return "HELP";
+    case CommandVerb::kVrfy:
+      return "VRFY";
+    case CommandVerb::kExpn:
+      return "EXPN";
+    case CommandVerb::kStarttls:
+      return "STARTTLS";
+    case CommandVerb::kAuth:
+      return "AUTH";
+    case CommandVerb::kUnknown:
+      break;
+  }
+  return "UNKNOWN";
+}
+
 struct SmtpSession::State {
   enum class Phase {
     kCommand,     // reading command lines
     kData,        // reading DATA content
+    kBdat,        // reading the octets of a BDAT chunk
     kSpoolReady,  // content complete; waiting for TakeMessage
     kWaitSpool,   // message taken; waiting for SpoolDone
     kStartTls,    // 220 sent for STARTTLS; waiting for TlsStarted
@@ -158,9 +261,25 @@ struct SmtpSession::State {
   bool smtputf8 = false;
   bool eight_bit_mime = false;
   std::optional<DataReader> data_reader;
+  // CHUNKING: set by the transaction's first chunk that is kept; DATA and
+  // RCPT are refused from then on (RFC 3030 3 forbids mixing).
+  std::optional<BdatReader> bdat;
   std::string content;
+  std::string dsn_ret;
+  std::string dsn_envid;
+  std::vector<RecipientDsn> recipient_dsn;  // parallel to recipients
+
+  // The BDAT chunk being read (Phase::kBdat).
+  uint64_t chunk_size = 0;
+  uint64_t chunk_remaining = 0;
+  bool chunk_last = false;
+  // Empty: the octets are part of the message. Otherwise they are discarded
+  // and this is the reply once they have all been consumed.
+  std::string_view chunk_reject;
+  std::string_view chunk_reject_reason;
 
   uint64_t commands = 0;
+  std::array<uint64_t, kCommandVerbCount> command_counts{};
   uint64_t messages_accepted = 0;
   uint64_t discarded_after_starttls = 0;
   size_t errors = 0;  // since the last accepted message
@@ -184,7 +303,16 @@ struct SmtpSession::State {
     smtputf8 = false;
     eight_bit_mime = false;
     data_reader.reset();
+    bdat.reset();
     content = std::string();  // release the buffer, it may be large
+    dsn_ret.clear();
+    dsn_envid.clear();
+    recipient_dsn.clear();
+  }
+
+  void CountCommand(CommandVerb verb) {
+    ++commands;
+    ++command_counts[static_cast<size_t>(verb)];
   }
 
   void ForgetAuthExchange() {
@@ -240,6 +368,9 @@ struct SmtpSession::State {
         case Phase::kData:
           if (!StepData(out)) return Event::kNeedInput;
           break;
+        case Phase::kBdat:
+          if (!StepBdat(out)) return Event::kNeedInput;
+          break;
         case Phase::kCommand:
           if (!StepCommand(out)) return Event::kNeedInput;
           break;
@@ -261,15 +392,16 @@ struct SmtpSession::State {
       discarding_line = false;
       return true;
     }
-    const size_t limit = context.limits.max_command_line;
+    const size_t limit = LineLimit(pending);
     if (lf == std::string_view::npos) {
       // Without its LF the line is already too long: answer now rather than
       // buffer an unbounded line, then drop the rest of it as it arrives.
       if (pending.size() >= limit) {
+        const bool bdat_line = sasl == Sasl::kNone && StartsWithVerb(pending, "BDAT");
         Wipe(input.data() + input_pos, pending.size());  // may be a secret
         input_pos = input.size();
         discarding_line = true;
-        LineTooLong(out);
+        LineTooLong(bdat_line, out);
         return true;  // the reject may have closed the session
       }
       return false;
@@ -278,8 +410,9 @@ struct SmtpSession::State {
     std::string_view line = pending.substr(0, lf);
     input_pos += lf + 1;
     if (lf + 1 > limit) {
+      const bool bdat_line = sasl == Sasl::kNone && StartsWithVerb(line, "BDAT");
       Wipe(input.data() + line_start, lf + 1);
-      LineTooLong(out);
+      LineTooLong(bdat_line, out);
       return true;
     }
     // A bare LF ends a command line too. Unlike inside DATA this is harmless:
@@ -290,7 +423,6 @@ struct SmtpSession::State {
       Wipe(input.data() + line_start, lf + 1);
       return true;
     }
-    ++commands;
     // AUTH may carry an initial response: a secret.
     const size_t verb_start = line.find_first_not_of(" \t");
     const bool secret = verb_start != std::string_view::npos &&
@@ -300,13 +432,69 @@ struct SmtpSession::State {
     return true;
   }
 
-  void LineTooLong(std::string* out) {
+  // The longest line allowed for the command that `line` starts (CRLF
+  // included): MAIL and RCPT may carry more parameters than the others.
+  size_t LineLimit(std::string_view line) const {
+    const size_t limit = context.limits.max_command_line;
+    if (sasl == Sasl::kNone && (StartsWithVerb(line, "MAIL") || StartsWithVerb(line, "RCPT"))) {
+      return limit + context.limits.mail_rcpt_line_extension;
+    }
+    return limit;
+  }
+
+  void LineTooLong(bool bdat_line, std::string* out) {
     if (sasl != Sasl::kNone) {
       ForgetAuthExchange();
       return Reject(out, "500 5.5.6 Authentication exchange line is too long", "line_too_long");
     }
-    ++commands;
+    CountCommand(CommandVerb::kUnknown);
     Reject(out, "500 5.5.2 Line too long", "line_too_long");
+    // No chunk size could be read, so the chunk's octets would be taken
+    // for commands.
+    if (bdat_line) LoseBdatSync(out);
+  }
+
+  // After a BDAT line that could not be parsed: where its chunk ends is
+  // unknown, and reading its octets as commands would let content run as
+  // commands (the smuggling hazard). Nothing after it can be trusted.
+  void LoseBdatSync(std::string* out) {
+    if (phase == Phase::kClosed) return;
+    rejections.emplace_back("bdat_out_of_sync");
+    Close(out, absl::StrCat("421 4.5.0 ", context.hostname, " Error: BDAT stream out of sync"));
+  }
+
+  // Consumes the octets of the current BDAT chunk; false if more input is
+  // needed. Then answers the chunk.
+  bool StepBdat(std::string* out) {
+    const std::string_view pending = Pending();
+    const size_t take = static_cast<size_t>(std::min<uint64_t>(chunk_remaining, pending.size()));
+    if (chunk_reject.empty()) {
+      bdat->Feed(pending.substr(0, take), &content);
+      // A rejected message may still be streaming in: free what was stored.
+      if (bdat->bare_newline() && !content.empty()) content = std::string();
+    }
+    input_pos += take;
+    chunk_remaining -= take;
+    if (chunk_remaining > 0) return false;
+    phase = Phase::kCommand;
+    if (!chunk_reject.empty()) {
+      // RFC 3030 3: after a failed chunk the transaction is over; further
+      // pipelined chunks are consumed and answered 503 (no MAIL).
+      if (chunk_reject_reason == "too_large") ResetTransaction();
+      Reject(out, chunk_reject, chunk_reject_reason);
+      return true;
+    }
+    if (!chunk_last) {
+      Reply(out, absl::StrCat("250 2.0.0 ", chunk_size, " octets received"));
+      return true;
+    }
+    if (bdat->Finish(&content)) {
+      phase = Phase::kSpoolReady;
+      return true;
+    }
+    ResetTransaction();
+    Reject(out, "550 5.6.11 Bare CR or LF not allowed", "bare_lf");
+    return true;
   }
 
   // Feeds buffered input to the DATA reader; false if more input is needed.
@@ -342,6 +530,7 @@ struct SmtpSession::State {
 
   void HandleCommand(std::string_view line, std::string* out) {
     absl::StatusOr<SmtpCommand> parsed = ParseSmtpCommand(line);
+    CountCommand(parsed.ok() ? ToCommandVerb(parsed->verb) : CommandVerb::kUnknown);
     if (!parsed.ok()) {
       // The parser's message is the reply line (see smtp_command.h).
       const absl::string_view reply = parsed.status().message();
@@ -352,10 +541,10 @@ struct SmtpSession::State {
     }
     SmtpCommand& cmd = *parsed;
     switch (cmd.verb) {
+      // BDAT too, but only once its octets are consumed (HandleBdat).
       case Verb::kMail:
       case Verb::kRcpt:
       case Verb::kData:
-      case Verb::kBdat:
         if (TlsRequiredNow()) {
           return Reject(out, "530 5.7.0 Must issue a STARTTLS command first", "tls_required");
         }
@@ -373,6 +562,8 @@ struct SmtpSession::State {
         return HandleRcpt(cmd, out);
       case Verb::kData:
         return HandleData(out);
+      case Verb::kBdat:
+        return HandleBdat(cmd.argument, out);
       case Verb::kRset:
         ResetTransaction();
         return Reply(out, "250 2.0.0 Ok");
@@ -381,7 +572,8 @@ struct SmtpSession::State {
       case Verb::kQuit:
         return Close(out, "221 2.0.0 Bye");
       case Verb::kHelp:
-        return Reply(out, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY");
+        return Reply(out,
+                     "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY");
       case Verb::kVrfy:
         // RFC 5321 3.5.3: 252 when we will not verify but will try delivery.
         return Reply(out,
@@ -393,8 +585,6 @@ struct SmtpSession::State {
         Wipe(&cmd.argument);
         return;
       case Verb::kExpn:
-      // Not offered in EHLO yet; each gets its handler when its issue lands.
-      case Verb::kBdat:
         return Reject(out, "502 5.5.1 Command not implemented", "not_implemented");
       case Verb::kUnknown:  // the parser reports unknown verbs as errors
         break;
@@ -538,13 +728,15 @@ struct SmtpSession::State {
     helo = cmd.argument;
     esmtp = cmd.verb == Verb::kEhlo;
     if (!esmtp) return Reply(out, absl::StrCat("250 ", context.hostname));
-    // The extensions offered. CHUNKING and DSN are added here (per listener)
-    // together with their command handlers.
+    // The extensions offered. BINARYMIME is not: content is relayed as is,
+    // and binary content could not go on to a next hop without CHUNKING.
     std::vector<std::string> keywords = {
         "PIPELINING",
         absl::StrCat("SIZE ", context.limits.max_message_size),
         "8BITMIME",
         "SMTPUTF8",
+        "CHUNKING",
+        "DSN",
     };
     if (!tls_active && (context.tls_mode == SessionContext::TlsMode::kOffer ||
                         context.tls_mode == SessionContext::TlsMode::kRequire)) {
@@ -566,6 +758,8 @@ struct SmtpSession::State {
     bool utf8 = false;
     bool eight_bit = false;
     uint64_t declared_size = 0;
+    std::string ret;
+    const std::string* envid = nullptr;
     for (const auto& [key, value] : cmd.parameters) {
       if (key == "SIZE") {
         if (!ParseSizeValue(value, &declared_size)) {
@@ -574,6 +768,10 @@ struct SmtpSession::State {
       } else if (key == "BODY") {
         if (absl::EqualsIgnoreCase(value, "8BITMIME")) {
           eight_bit = true;
+        } else if (absl::EqualsIgnoreCase(value, "BINARYMIME")) {
+          // RFC 3030 3: known, but not offered.
+          return Reject(out, "555 5.5.4 Unsupported option: BODY=BINARYMIME",
+                        "unsupported_parameter");
         } else if (!absl::EqualsIgnoreCase(value, "7BIT")) {
           return Reject(out, "501 5.5.4 Bad BODY parameter syntax", "syntax");
         }
@@ -584,12 +782,26 @@ struct SmtpSession::State {
         // RFC 4954 5: the identity a relaying client vouches for. We do not
         // trust it from anyone and relay nothing onwards, so it is ignored.
         if (value.empty()) return Reject(out, "501 5.5.4 Bad AUTH parameter syntax", "syntax");
+      } else if (key == "RET") {
+        if (absl::EqualsIgnoreCase(value, "FULL")) {
+          ret = "FULL";
+        } else if (absl::EqualsIgnoreCase(value, "HDRS")) {
+          ret = "HDRS";
+        } else {
+          return Reject(out, "501 5.5.4 Bad RET parameter syntax", "syntax");
+        }
+      } else if (key == "ENVID") {
+        envid = &value;  // checked below: SMTPUTF8 may come later on the line
       } else {
-        // RET/ENVID (DSN) are not offered yet. The keyword is alphanumeric
-        // (checked by the parser), so echoing it is safe.
+        // The keyword is alphanumeric (checked by the parser), so echoing it
+        // is safe.
         return Reject(out, absl::StrCat("555 5.5.4 Unsupported option: ", key),
                       "unsupported_parameter");
       }
+    }
+    if (envid != nullptr &&
+        (envid->empty() || envid->size() > kMaxEnvidLength || !IsXtext(*envid, utf8))) {
+      return Reject(out, "501 5.5.4 Bad ENVID parameter syntax", "syntax");
     }
     if (declared_size > context.limits.max_message_size) {
       return Reject(out, "552 5.3.4 Message size exceeds fixed limit", "too_large");
@@ -632,15 +844,29 @@ struct SmtpSession::State {
     sender = cmd.path;
     smtputf8 = utf8;
     eight_bit_mime = eight_bit;
+    dsn_ret = std::move(ret);
+    dsn_envid = envid == nullptr ? std::string() : *envid;
     Reply(out, "250 2.1.0 Ok");
   }
 
   void HandleRcpt(const SmtpCommand& cmd, std::string* out) {
     if (!in_mail) return Reject(out, "503 5.5.1 Error: need MAIL command", "bad_sequence");
-    if (!cmd.parameters.empty()) {
-      // NOTIFY/ORCPT belong to DSN, which is not offered yet.
-      return Reject(out, absl::StrCat("555 5.5.4 Unsupported option: ", cmd.parameters[0].first),
-                    "unsupported_parameter");
+    // The message has begun: who it is for can no longer change.
+    if (bdat) return Reject(out, "503 5.5.1 Error: RCPT after BDAT", "bad_sequence");
+    RecipientDsn dsn;
+    for (const auto& [key, value] : cmd.parameters) {
+      if (key == "NOTIFY") {
+        dsn.notify = CanonicalNotify(value);
+        if (dsn.notify.empty()) return Reject(out, "501 5.5.4 Bad NOTIFY parameter syntax", "syntax");
+      } else if (key == "ORCPT") {
+        if (!IsValidOrcpt(value, smtputf8)) {
+          return Reject(out, "501 5.5.4 Bad ORCPT parameter syntax", "syntax");
+        }
+        dsn.orcpt = value;
+      } else {
+        return Reject(out, absl::StrCat("555 5.5.4 Unsupported option: ", key),
+                      "unsupported_parameter");
+      }
     }
     if (!smtputf8 && HasNonAscii(cmd.path)) {
       return Reject(out, "553 5.6.7 Must declare SMTPUTF8 to send unicode address",
@@ -660,16 +886,58 @@ struct SmtpSession::State {
       return Reject(out, "530 5.7.0 Must issue a STARTTLS command first", "tls_required");
     }
     recipients.push_back(cmd.path);
+    dsn.address = cmd.path;
+    recipient_dsn.push_back(std::move(dsn));
     Reply(out, "250 2.1.5 Ok");
   }
 
   void HandleData(std::string* out) {
     if (!in_mail) return Reject(out, "503 5.5.1 Error: need RCPT command", "bad_sequence");
     if (recipients.empty()) return Reject(out, "554 5.5.1 No valid recipients", "bad_sequence");
+    if (bdat) return Reject(out, "503 5.5.1 Error: DATA after BDAT", "bad_sequence");
     data_reader.emplace(context.limits.max_message_size, context.limits.max_text_line);
     content.clear();
     phase = Phase::kData;
     Reply(out, "354 End data with <CR><LF>.<CR><LF>");
+  }
+
+  // RFC 3030. Whatever the answer, the chunk's octets are consumed first
+  // (Phase::kBdat), so they are never read as commands; the reply follows
+  // them. Sequence and size problems are known now, at the command, so a
+  // refused chunk is discarded as it arrives and never stored.
+  void HandleBdat(std::string_view argument, std::string* out) {
+    uint64_t size = 0;
+    bool last = false;
+    if (!ParseBdatArgument(argument, &size, &last)) {
+      Reject(out, "501 5.5.4 Syntax: BDAT chunk-size [LAST]", "syntax");
+      return LoseBdatSync(out);
+    }
+    chunk_size = size;
+    chunk_remaining = size;
+    chunk_last = last;
+    chunk_reject = {};
+    chunk_reject_reason = {};
+    if (TlsRequiredNow()) {
+      RejectChunk("530 5.7.0 Must issue a STARTTLS command first", "tls_required");
+    } else if (!in_mail) {
+      RejectChunk("503 5.5.1 Error: need MAIL command", "bad_sequence");
+    } else if (recipients.empty()) {
+      RejectChunk("554 5.5.1 No valid recipients", "bad_sequence");
+    } else {
+      if (!bdat) {
+        bdat.emplace(context.limits.max_message_size);
+        content = std::string();
+      }
+      if (!bdat->Fits(size)) {
+        RejectChunk("552 5.3.4 Message size exceeds fixed limit", "too_large");
+      }
+    }
+    phase = Phase::kBdat;
+  }
+
+  void RejectChunk(std::string_view line, std::string_view reason) {
+    chunk_reject = line;
+    chunk_reject_reason = reason;
   }
 
   // RFC 3848 / RFC 6531 3.7.3 protocol names: "S" for TLS, "A" for AUTH.
@@ -742,6 +1010,10 @@ AcceptedMessage SmtpSession::TakeMessage(std::string_view queue_id, absl::Time n
   message.helo = s.helo;
   message.smtputf8 = s.smtputf8;
   message.eight_bit_mime = s.eight_bit_mime;
+  message.dsn_ret = s.dsn_ret;
+  message.dsn_envid = s.dsn_envid;
+  message.recipient_dsn = std::move(s.recipient_dsn);
+  s.recipient_dsn.clear();
   // Prepend in place: at worst one copy of the content, as with a fresh string.
   s.content.insert(0, s.ReceivedHeader(queue_id, now));
   message.body = std::move(s.content);
@@ -845,7 +1117,17 @@ void SmtpSession::Shutdown(std::string* out) {
                 absl::StrCat("421 4.3.2 ", state_->context.hostname, " Service shutting down"));
 }
 
+SmtpSession::Phase SmtpSession::phase() const {
+  return state_->phase == State::Phase::kData || state_->phase == State::Phase::kBdat
+             ? Phase::kData
+             : Phase::kCommand;
+}
+
 uint64_t SmtpSession::commands() const { return state_->commands; }
+
+std::array<uint64_t, kCommandVerbCount> SmtpSession::TakeCommandCounts() {
+  return std::exchange(state_->command_counts, {});
+}
 
 uint64_t SmtpSession::messages_accepted() const { return state_->messages_accepted; }
 

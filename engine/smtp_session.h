@@ -29,6 +29,20 @@
 // credentials are being checked kWaitAuth; neither consumes anything, so
 // pipelined commands are kept and answered in order afterwards (RFC 2920).
 //
+// Extensions offered in EHLO: PIPELINING, SIZE, 8BITMIME, SMTPUTF8, CHUNKING,
+// DSN, ENHANCEDSTATUSCODES, and per listener STARTTLS and AUTH.
+//
+// CHUNKING (RFC 3030): "BDAT <size> [LAST]" is followed by exactly <size>
+// raw octets, which the session always consumes, whatever it answers, so the
+// stream stays in step; the reply follows the octets. A chunk is answered
+// "250 2.0.0 <size> octets received"; BDAT LAST completes the message (kSpool,
+// then the "queued" reply from SpoolDone, as after DATA). A BDAT line the
+// session cannot parse leaves it unable to find the next command, so it is
+// answered 501 and the connection closed (421). BINARYMIME is not offered.
+//
+// DSN (RFC 3461): RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT are
+// checked and handed over with the message for the queue to use.
+//
 // STARTTLS (RFC 3207): bytes the client sent behind the STARTTLS line, before
 // the handshake, are discarded and never interpreted (the CVE-2011-0411
 // command injection); so is anything Receive()d before TlsStarted(). After
@@ -43,6 +57,7 @@
 #ifndef POSTERN_ENGINE_SMTP_SESSION_H_
 #define POSTERN_ENGINE_SMTP_SESSION_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -61,6 +76,10 @@ struct SessionLimits {
   size_t max_message_size = 50 * 1024 * 1024;  // octets of message content
   size_t max_recipients = 1000;
   size_t max_command_line = 512;  // RFC 5321 4.5.3.1.4, CRLF included
+  // MAIL and RCPT lines may be this much longer: extensions add parameters
+  // (RFC 5321 4.5.3.1.4; RFC 3461 4 allows +100 on MAIL for ENVID and +500 on
+  // RCPT for NOTIFY and ORCPT, RFC 4954 5 +500 on MAIL for AUTH=).
+  size_t mail_rcpt_line_extension = 500;
   size_t max_text_line = 1000;    // RFC 5321 4.5.3.1.6, CRLF included
   size_t max_errors = 20;         // then 421 and close
 };
@@ -121,17 +140,61 @@ enum class AuthOutcome {
   kTempFail,   // 454 4.7.0 Temporary authentication failure (verifier busy)
 };
 
-// A message that completed DATA, ready to be spooled.
+// One recipient's DSN parameters (RFC 3461 4.1, 4.2), "" where not given.
+struct RecipientDsn {
+  std::string address;  // the same as AcceptedMessage::recipients[i]
+  // NOTIFY upper-cased, in the order sent: "NEVER" or a comma list of
+  // SUCCESS, FAILURE, DELAY ("SUCCESS,FAILURE").
+  std::string notify;
+  // ORCPT as received, not decoded: "addr-type;xtext" ("rfc822;bob+2Bx@b.test").
+  std::string orcpt;
+};
+
+// A message that completed DATA or BDAT LAST, ready to be spooled.
 struct AcceptedMessage {
   std::string sender;                   // "" for the null sender <>
   std::vector<std::string> recipients;  // without angle brackets
   std::string helo;                     // EHLO/HELO argument
   bool smtputf8 = false;
   bool eight_bit_mime = false;
-  // Received header, then the content exactly as sent, dot-unstuffed, CRLF
-  // line endings, without the terminating ".CRLF".
+  // DSN (RFC 3461): RET upper-cased ("FULL", "HDRS", or "" if not given);
+  // ENVID as received, still xtext-encoded ("" if not given).
+  std::string dsn_ret;
+  std::string dsn_envid;
+  // Parallel to `recipients`: same size, same order.
+  std::vector<RecipientDsn> recipient_dsn;
+  // Received header, then the content. After DATA: exactly as sent,
+  // dot-unstuffed, CRLF line endings, without the terminating ".CRLF". After
+  // BDAT: the chunks' octets exactly as sent, plus a CRLF if the last line
+  // had none; lines may be longer than max_text_line (RFC 3030 has no line
+  // limit).
   std::string body;
 };
+
+// The command verbs counted for metrics. kUnknown: unrecognised verbs, lines
+// that fail to parse (whatever their verb) and over-long lines.
+enum class CommandVerb {
+  kEhlo,
+  kHelo,
+  kMail,
+  kRcpt,
+  kData,
+  kBdat,
+  kRset,
+  kNoop,
+  kQuit,
+  kHelp,
+  kVrfy,
+  kExpn,
+  kStarttls,
+  kAuth,
+  kUnknown,
+};
+inline constexpr size_t kCommandVerbCount = static_cast<size_t>(CommandVerb::kUnknown) + 1;
+
+// "EHLO", ..., "STARTTLS", "AUTH", "UNKNOWN": fixed strings, safe as metric
+// label values.
+std::string_view CommandVerbName(CommandVerb verb);
 
 class SmtpSession {
  public:
@@ -146,6 +209,13 @@ class SmtpSession {
     kStartTls,
     kAuthCheck,  // credentials complete: TakeAuthRequest, verify, AuthDone
     kWaitAuth,   // still waiting for AuthDone; nothing was consumed
+  };
+
+  // What the session is reading, for the glue's timeouts (RFC 5321 4.5.3.2
+  // gives message content a longer one than commands).
+  enum class Phase {
+    kCommand,  // everything else: commands, or waiting on the spool, AUTH, TLS
+    kData,     // DATA content, or the octets of a BDAT chunk
   };
 
   explicit SmtpSession(SessionContext context);
@@ -193,8 +263,14 @@ class SmtpSession {
   void Timeout(std::string* out);
   void Shutdown(std::string* out);
 
+  Phase phase() const;
+
   // Counters the glue exports as metrics.
   uint64_t commands() const;
+  // Command lines per verb since the last call (then zeroed), indexed by
+  // CommandVerb. Their sum grows with commands(); AUTH exchange lines are
+  // not commands.
+  std::array<uint64_t, kCommandVerbCount> TakeCommandCounts();
   uint64_t messages_accepted() const;
   // Bytes the client sent after STARTTLS and before the handshake, dropped
   // unread. Anything above 0 is a broken or hostile client.

@@ -2,8 +2,10 @@
 // address, the spool outcome, the listener's TLS mode, AUTH, the verdict for
 // credentials, whether the client shows a pinned certificate, and the
 // chunking; the rest is what the client sends. The session must never crash,
-// must answer identically however the bytes are cut, and every reply must be
-// well formed.
+// must answer identically however the bytes are cut (messages, DSN
+// parameters and per-verb command counts included), and every reply must be
+// well formed. DATA and BDAT (CHUNKING) content both reach the same message
+// checks; the seed corpus has BDAT and DSN conversations to start from.
 //
 // TLS model: after "220 Ready to start TLS" the driver (playing the
 // connection) treats the stream as TLS. The client's plaintext up to the
@@ -13,6 +15,7 @@
 // from the session's discard counter keeps this model independent of how
 // the input is cut.
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -22,6 +25,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/time/time.h"
 #include "engine/inbound_policy.h"
 #include "engine/relay_policy.h"
@@ -33,6 +37,12 @@ namespace {
 using postern::engine::AcceptedMessage;
 using postern::engine::AuthOutcome;
 using postern::engine::AuthRequest;
+using postern::engine::CanonicalNotify;
+using postern::engine::CommandVerb;
+using postern::engine::CommandVerbName;
+using postern::engine::IsValidOrcpt;
+using postern::engine::IsXtext;
+using postern::engine::kCommandVerbCount;
 using postern::engine::DomainMatches;
 using postern::engine::InboundPolicy;
 using postern::engine::MailboxDomain;
@@ -63,6 +73,7 @@ SessionLimits FuzzLimits() {
   limits.max_message_size = 1024;
   limits.max_recipients = 3;
   limits.max_command_line = 128;
+  limits.mail_rcpt_line_extension = 64;
   limits.max_text_line = 100;
   limits.max_errors = 8;
   return limits;
@@ -138,15 +149,27 @@ void CheckReplies(std::string_view out) {
   Check(pending_code.empty(), "a multi-line reply is finished");
 }
 
-void CheckMessage(const AcceptedMessage& m, const SessionLimits& limits) {
+// may_be_chunked: the input has a BDAT command somewhere, so a message may
+// have come in chunks, which have no line limit and may get a final CRLF
+// added beyond the size limit.
+void CheckMessage(const AcceptedMessage& m, const SessionLimits& limits, bool may_be_chunked) {
   Check(!m.recipients.empty(), "a message has recipients");
   Check(m.recipients.size() <= limits.max_recipients, "recipient limit holds");
+  Check(m.recipient_dsn.size() == m.recipients.size(), "one DSN entry per recipient");
+  for (size_t i = 0; i < m.recipients.size(); ++i) {
+    const auto& dsn = m.recipient_dsn[i];
+    Check(dsn.address == m.recipients[i], "DSN entries follow the recipients");
+    Check(dsn.notify.empty() || CanonicalNotify(dsn.notify) == dsn.notify, "NOTIFY is canonical");
+    Check(dsn.orcpt.empty() || IsValidOrcpt(dsn.orcpt, m.smtputf8), "ORCPT is valid");
+  }
+  Check(m.dsn_ret.empty() || m.dsn_ret == "FULL" || m.dsn_ret == "HDRS", "RET is FULL or HDRS");
+  Check(m.dsn_envid.size() <= 100 && IsXtext(m.dsn_envid, m.smtputf8), "ENVID is short xtext");
   Check(m.body.rfind("Received: from ", 0) == 0, "body starts with the Received header");
   // The HELO name is printable ASCII, so the first " +0000\r\n" ends the header.
   const size_t header_end = m.body.find(" +0000\r\n");
   Check(header_end != std::string::npos, "Received header has a date");
   const std::string_view content = std::string_view(m.body).substr(header_end + 8);
-  Check(content.size() <= limits.max_message_size, "size limit holds");
+  Check(content.size() <= limits.max_message_size + (may_be_chunked ? 2 : 0), "size limit holds");
   // No bare CR or LF can reach the spool: that is the smuggling guard.
   size_t line_start = 0;
   for (size_t i = 0; i < content.size(); ++i) {
@@ -154,7 +177,8 @@ void CheckMessage(const AcceptedMessage& m, const SessionLimits& limits) {
       Check(i + 1 < content.size() && content[i + 1] == '\n', "CR only before LF");
     } else if (content[i] == '\n') {
       Check(i > 0 && content[i - 1] == '\r', "LF only after CR");
-      Check(i - 1 - line_start <= limits.max_text_line - 2, "text line limit holds");
+      Check(may_be_chunked || i - 1 - line_start <= limits.max_text_line - 2,
+            "text line limit holds");
       line_start = i + 1;
     }
   }
@@ -165,9 +189,17 @@ void CheckMessage(const AcceptedMessage& m, const SessionLimits& limits) {
 struct RunResult {
   std::string out;
   std::vector<std::string> bodies;
+  std::vector<std::string> envelopes;  // sender, recipients and DSN, flattened
   std::vector<std::string> users;  // user names handed out for checking
   bool closed = false;
+  std::array<uint64_t, kCommandVerbCount> command_counts{};
 };
+
+std::string Envelope(const AcceptedMessage& m) {
+  std::string e = m.sender + "|" + m.dsn_ret + "|" + m.dsn_envid;
+  for (const auto& r : m.recipient_dsn) e += "|" + r.address + "," + r.notify + "," + r.orcpt;
+  return e;
+}
 
 RunResult Run(std::string_view input, const std::vector<size_t>& chunk_sizes,
               const Options& options) {
@@ -183,6 +215,8 @@ RunResult Run(std::string_view input, const std::vector<size_t>& chunk_sizes,
   context.inbound = &Inbound();
   SmtpSession session(context);
   RunResult result;
+  const bool may_be_chunked = absl::StrContainsIgnoreCase(
+      absl::string_view(input.data(), input.size()), "BDAT");
   if (options.tls_mode == TlsMode::kImplicit) {
     session.TlsStarted(Facts(options));
     Check(session.tls_active(), "implicit TLS is active from the start");
@@ -200,8 +234,11 @@ RunResult Run(std::string_view input, const std::vector<size_t>& chunk_sizes,
       const uint64_t discarded_before = session.discarded_after_starttls();
       const Event event = session.Process(&result.out);
       if (event == Event::kNeedInput) {
-        Check(session.buffered_bytes() < context.limits.max_command_line,
+        Check(session.buffered_bytes() <
+                  context.limits.max_command_line + context.limits.mail_rcpt_line_extension,
               "at most one partial command line stays buffered");
+        Check(session.phase() == SmtpSession::Phase::kCommand || session.buffered_bytes() == 0,
+              "message content is consumed as it arrives");
         break;
       }
       if (event == Event::kClose) {
@@ -247,7 +284,8 @@ RunResult Run(std::string_view input, const std::vector<size_t>& chunk_sizes,
       }
       Check(event == Event::kSpool, "kWaitSpool/kWaitAuth only while something is outstanding");
       AcceptedMessage message = session.TakeMessage(kQueueId, absl::FromUnixSeconds(1795423258));
-      CheckMessage(message, context.limits);
+      CheckMessage(message, context.limits, may_be_chunked);
+      result.envelopes.push_back(Envelope(message));
       // The HELO name is printable ASCII without tabs, so these line starts
       // can only be ours.
       constexpr std::string_view kBy = "\r\n\tby fuzz.test (Postern) with ";
@@ -282,6 +320,13 @@ RunResult Run(std::string_view input, const std::vector<size_t>& chunk_sizes,
                         kQueueId, &result.out);
     }
   }
+  result.command_counts = session.TakeCommandCounts();
+  uint64_t counted = 0;
+  for (size_t i = 0; i < kCommandVerbCount; ++i) {
+    counted += result.command_counts[i];
+    Check(!CommandVerbName(static_cast<CommandVerb>(i)).empty(), "every verb has a name");
+  }
+  Check(counted == session.commands(), "every command is counted under one verb");
   if (result.closed) {
     // Closed is final: more input produces nothing.
     std::string after;
@@ -326,6 +371,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const RunResult chunked = Run(input, chunks, options);
   Check(chunked.out == whole.out, "replies do not depend on how input is cut");
   Check(chunked.bodies == whole.bodies, "messages do not depend on how input is cut");
+  Check(chunked.envelopes == whole.envelopes, "envelopes do not depend on how input is cut");
+  Check(chunked.command_counts == whole.command_counts,
+        "command counts do not depend on how input is cut");
   Check(chunked.closed == whole.closed, "closing does not depend on how input is cut");
   Check(chunked.users == whole.users, "credentials do not depend on how input is cut");
   return 0;

@@ -1,5 +1,7 @@
 #include "engine/smtp_session.h"
 
+#include <array>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -23,6 +25,7 @@ using Event = SmtpSession::Event;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 constexpr std::string_view kUntrustedIp = "203.0.113.5";
@@ -149,6 +152,8 @@ constexpr std::string_view kEhloReply =
     "250-SIZE 52428800\r\n"
     "250-8BITMIME\r\n"
     "250-SMTPUTF8\r\n"
+    "250-CHUNKING\r\n"
+    "250-DSN\r\n"
     "250 ENHANCEDSTATUSCODES\r\n";
 
 TEST(SmtpSessionTest, Greeting) {
@@ -355,12 +360,13 @@ TEST(SmtpSessionTest, OtherCommands) {
   EXPECT_EQ(d.Send("EXPN staff\r\n"), "502 5.5.1 Command not implemented\r\n");
   EXPECT_EQ(d.Send("STARTTLS\r\n"), "502 5.5.1 Command not implemented\r\n");
   EXPECT_EQ(d.Send("AUTH PLAIN\r\n"), "502 5.5.1 Command not implemented\r\n");
-  EXPECT_EQ(d.Send("BDAT 10 LAST\r\n"), "502 5.5.1 Command not implemented\r\n");
+  // The chunk is consumed, even though there is no transaction for it.
+  EXPECT_EQ(d.Send("BDAT 6 LAST\r\nQUIT\r\n"), "503 5.5.1 Error: need MAIL command\r\n");
   EXPECT_EQ(d.Send("XYZZY\r\n"), "500 5.5.2 Error: command not recognized\r\n");
   EXPECT_EQ(d.Send("EHLO\r\n"), "501 5.5.4 Syntax: EHLO hostname\r\n");
   EXPECT_THAT(d.session().TakeRejections(),
-              ElementsAre("not_implemented", "not_implemented", "not_implemented",
-                          "not_implemented", "unknown_command", "syntax"));
+              ElementsAre("not_implemented", "not_implemented", "not_implemented", "bad_sequence",
+                          "unknown_command", "syntax"));
   EXPECT_EQ(d.session().commands(), 9u);
 }
 
@@ -505,12 +511,18 @@ TEST(SmtpSessionTest, MailParameters) {
   d.Start();
   d.Send("EHLO c\r\n");
   EXPECT_EQ(d.Send("MAIL FROM:<a@c.test> SIZE=abc\r\n"), "501 5.5.4 Bad SIZE parameter syntax\r\n");
+  // BINARYMIME (RFC 3030) is known but not offered.
   EXPECT_EQ(d.Send("MAIL FROM:<a@c.test> BODY=BINARYMIME\r\n"),
+            "555 5.5.4 Unsupported option: BODY=BINARYMIME\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<a@c.test> BODY=9BIT\r\n"),
             "501 5.5.4 Bad BODY parameter syntax\r\n");
-  EXPECT_EQ(d.Send("MAIL FROM:<a@c.test> RET=HDRS\r\n"), "555 5.5.4 Unsupported option: RET\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<a@c.test> MT-PRIORITY=3\r\n"),
+            "555 5.5.4 Unsupported option: MT-PRIORITY\r\n");
+  // AUTH= only where AUTH is offered.
+  EXPECT_EQ(d.Send("MAIL FROM:<a@c.test> AUTH=<>\r\n"), "555 5.5.4 Unsupported option: AUTH\r\n");
   EXPECT_EQ(d.Send("MAIL FROM:<a@c.test> body=7bit\r\n"), "250 2.1.0 Ok\r\n");
-  EXPECT_EQ(d.Send("RCPT TO:<b@example.com> NOTIFY=NEVER\r\n"),
-            "555 5.5.4 Unsupported option: NOTIFY\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<b@example.com> X-FOO=1\r\n"),
+            "555 5.5.4 Unsupported option: X-FOO\r\n");
   EXPECT_EQ(d.Send("RCPT TO:b@example.com\r\n"), "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
 }
 
@@ -609,6 +621,8 @@ constexpr std::string_view kEhloOfferReply =
     "250-SIZE 52428800\r\n"
     "250-8BITMIME\r\n"
     "250-SMTPUTF8\r\n"
+    "250-CHUNKING\r\n"
+    "250-DSN\r\n"
     "250-STARTTLS\r\n"
     "250 ENHANCEDSTATUSCODES\r\n";
 
@@ -618,6 +632,8 @@ constexpr std::string_view kEhloTlsAuthReply =
     "250-SIZE 52428800\r\n"
     "250-8BITMIME\r\n"
     "250-SMTPUTF8\r\n"
+    "250-CHUNKING\r\n"
+    "250-DSN\r\n"
     "250-AUTH PLAIN LOGIN\r\n"
     "250 ENHANCEDSTATUSCODES\r\n";
 
@@ -728,7 +744,9 @@ TEST(SmtpSessionTlsTest, RequireRefusesMailCommandsBeforeStartTls) {
   EXPECT_EQ(d.Send("MAIL FROM:<alice@client.test>\r\n"), must);
   EXPECT_EQ(d.Send("RCPT TO:<bob@example.com>\r\n"), must);
   EXPECT_EQ(d.Send("DATA\r\n"), must);
-  EXPECT_EQ(d.Send("BDAT 10 LAST\r\n"), must);
+  // The chunk's octets are consumed first, then refused.
+  EXPECT_EQ(d.Send("BDAT 10 LAST\r\n"), "");
+  EXPECT_EQ(d.Send("MAIL FROM:"), must);
   // This listener has no AUTH: the TLS requirement is the answer.
   EXPECT_EQ(d.Send("AUTH PLAIN " + Plain("alice", "s3cret") + "\r\n"), must);
   EXPECT_THAT(
@@ -1203,6 +1221,516 @@ TEST(SmtpSessionInboundTest, RequireTlsRecipientDomains) {
     d.Send("EHLO client.test\r\nMAIL FROM:<a@client.test>\r\n");
     EXPECT_EQ(d.Send("RCPT TO:<bob@SECURE.example.net>\r\n"), "250 2.1.5 Ok\r\n");
   }
+}
+
+// ---------------------------------------------------------------------------
+// CHUNKING (RFC 3030), DSN (RFC 3461), command counts, phase().
+
+// EHLO, MAIL, RCPT (replies checked): ready for BDAT.
+void OpenBdat(SessionDriver& d) {
+  d.Start();
+  EXPECT_THAT(d.Send("EHLO client.test\r\n"), HasSubstr("250-CHUNKING\r\n"));
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@client.test>\r\n"), "250 2.1.0 Ok\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<bob@example.com>\r\n"), "250 2.1.5 Ok\r\n");
+}
+
+TEST(SmtpSessionBdatTest, SingleChunkLast) {
+  SessionDriver d;
+  OpenBdat(d);
+  const std::string content = "Subject: hi\r\n\r\n.leading dot\r\n.\r\nbody\r\n";
+  EXPECT_EQ(d.Send("BDAT " + std::to_string(content.size()) + " LAST\r\n" + content),
+            "250 2.0.0 Ok: queued as 4Xq7mZ\r\n");
+  EXPECT_EQ(d.last_event(), Event::kNeedInput);
+  ASSERT_EQ(d.messages().size(), 1u);
+  const AcceptedMessage& m = d.messages()[0];
+  EXPECT_THAT(m.recipients, ElementsAre("bob@example.com"));
+  // Raw octets: no dot-unstuffing; the Received header as after DATA.
+  EXPECT_EQ(m.body, std::string(kPlainReceived) + content);
+  EXPECT_EQ(d.session().messages_accepted(), 1u);
+  EXPECT_THAT(d.session().TakeRejections(), IsEmpty());
+  // The next transaction may use DATA.
+  EXPECT_EQ(d.Send("MAIL FROM:<a@c.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r\n.\r\n"),
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+            "250 2.0.0 Ok: queued as 4Xq7mZ\r\n");
+}
+
+TEST(SmtpSessionBdatTest, SeveralChunks) {
+  SessionDriver d;
+  OpenBdat(d);
+  EXPECT_EQ(d.Send("BDAT 5\r\nab\r\nc"), "250 2.0.0 5 octets received\r\n");
+  // A CRLF split between chunks is a CRLF; "bdat" and "last" in any case.
+  EXPECT_EQ(d.Send("bdat 2\r\nd\r"), "250 2.0.0 2 octets received\r\n");
+  EXPECT_EQ(d.Send("BDAT 0\r\n"), "250 2.0.0 0 octets received\r\n");
+  EXPECT_EQ(d.Send("BDAT 3  last\r\n\nef"), "250 2.0.0 Ok: queued as 4Xq7mZ\r\n");
+  ASSERT_EQ(d.messages().size(), 1u);
+  // The last line had no CRLF: one is added.
+  EXPECT_EQ(d.messages()[0].body, std::string(kPlainReceived) + "ab\r\ncd\r\nef\r\n");
+  EXPECT_EQ(d.session().commands(), 7u);
+}
+
+TEST(SmtpSessionBdatTest, ZeroLastEndsTheMessage) {
+  {
+    SessionDriver d;
+    OpenBdat(d);
+    EXPECT_EQ(d.Send("BDAT 3\r\nab\n"), "250 2.0.0 3 octets received\r\n");
+    // Bare LF: the message is refused, but only at LAST.
+    EXPECT_EQ(d.Send("BDAT 0 LAST\r\n"), "550 5.6.11 Bare CR or LF not allowed\r\n");
+    EXPECT_THAT(d.messages(), IsEmpty());
+  }
+  {
+    SessionDriver d;
+    OpenBdat(d);
+    EXPECT_EQ(d.Send("BDAT 4\r\nab\r\n"), "250 2.0.0 4 octets received\r\n");
+    EXPECT_EQ(d.Send("BDAT 0 LAST\r\n"), "250 2.0.0 Ok: queued as 4Xq7mZ\r\n");
+    ASSERT_EQ(d.messages().size(), 1u);
+    EXPECT_EQ(d.messages()[0].body, std::string(kPlainReceived) + "ab\r\n");
+  }
+  {
+    // An empty message, as ".\r\n" right after DATA is.
+    SessionDriver d;
+    OpenBdat(d);
+    EXPECT_EQ(d.Send("BDAT 0 LAST\r\n"), "250 2.0.0 Ok: queued as 4Xq7mZ\r\n");
+    ASSERT_EQ(d.messages().size(), 1u);
+    EXPECT_EQ(d.messages()[0].body, kPlainReceived);
+  }
+}
+
+const std::string kBdatConversation =
+    "EHLO client.test\r\n"
+    "MAIL FROM:<alice@client.test>\r\n"
+    "RCPT TO:<bob@example.com>\r\n"
+    "RCPT TO:<eve@elsewhere.test>\r\n"
+    "BDAT 10\r\n"
+    "MAIL FROM:"   // content, not a command
+    "BDAT 13 LAST\r\n"
+    "<x>\r\nQUIT\r\nab"
+    "NOOP\r\n"
+    "QUIT\r\n";
+
+TEST(SmtpSessionBdatTest, PipelinedWithCommands) {
+  SessionDriver d;
+  d.Start();
+  EXPECT_EQ(d.Send(kBdatConversation), std::string(kEhloReply) +
+                                           "250 2.1.0 Ok\r\n"
+                                           "250 2.1.5 Ok\r\n"
+                                           "554 5.7.1 Relay access denied\r\n"
+                                           "250 2.0.0 10 octets received\r\n"
+                                           "250 2.0.0 Ok: queued as 4Xq7mZ\r\n"
+                                           "250 2.0.0 Ok\r\n"
+                                           "221 2.0.0 Bye\r\n");
+  EXPECT_EQ(d.last_event(), Event::kClose);
+  ASSERT_EQ(d.messages().size(), 1u);
+  EXPECT_EQ(d.messages()[0].body,
+            std::string(kPlainReceived) + "MAIL FROM:<x>\r\nQUIT\r\nab\r\n");
+}
+
+TEST(SmtpSessionBdatTest, PipelinedCommandsWaitForSpool) {
+  SessionDriver d;
+  d.set_hold_spool(true);
+  OpenBdat(d);
+  EXPECT_EQ(d.Send("BDAT 3 LAST\r\nx\r\nRSET\r\nNOOP\r\n"), "");
+  EXPECT_EQ(d.last_event(), Event::kSpool);
+  EXPECT_EQ(d.session().buffered_bytes(), 12u);
+  std::string out;
+  d.session().SpoolDone(absl::OkStatus(), "4Xq7mZ", &out);
+  EXPECT_EQ(d.session().Process(&out), Event::kNeedInput);
+  EXPECT_EQ(out, "250 2.0.0 Ok: queued as 4Xq7mZ\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n");
+}
+
+// The same replies and message whichever two pieces the input is cut into,
+// and when it arrives one octet at a time.
+TEST(SmtpSessionBdatTest, ChunkBoundariesAtEveryPosition) {
+  SessionDriver whole;
+  whole.Start();
+  const std::string expected = whole.Send(kBdatConversation);
+  ASSERT_EQ(whole.messages().size(), 1u);
+  for (size_t cut = 0; cut <= kBdatConversation.size(); ++cut) {
+    SessionDriver d;
+    d.Start();
+    std::string out = d.Send(kBdatConversation.substr(0, cut));
+    out += d.Send(kBdatConversation.substr(cut));
+    EXPECT_EQ(out, expected) << "cut at " << cut;
+    ASSERT_EQ(d.messages().size(), 1u) << "cut at " << cut;
+    EXPECT_EQ(d.messages()[0].body, whole.messages()[0].body) << "cut at " << cut;
+  }
+  SessionDriver d;
+  d.Start();
+  std::string out;
+  for (char c : kBdatConversation) out += d.Send(std::string(1, c));
+  EXPECT_EQ(out, expected);
+}
+
+TEST(SmtpSessionBdatTest, NoTransactionChunkIsConsumedAndRefused) {
+  SessionDriver d;
+  d.Start();
+  // Before EHLO, and after EHLO without MAIL: the chunk would be a complete
+  // transaction if it ran as commands. It must not.
+  const std::string smuggled =
+      "MAIL FROM:<ceo@example.com>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\nx\r\n.\r\n";
+  const std::string bdat = "BDAT " + std::to_string(smuggled.size()) + " LAST\r\n" + smuggled;
+  EXPECT_EQ(d.Send(bdat), "503 5.5.1 Error: need MAIL command\r\n");
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send(bdat + "NOOP\r\n"), "503 5.5.1 Error: need MAIL command\r\n250 2.0.0 Ok\r\n");
+  // MAIL but no accepted recipient: as for DATA.
+  d.Send("MAIL FROM:<a@client.test>\r\nRCPT TO:<x@elsewhere.test>\r\n");
+  EXPECT_EQ(d.Send(bdat), "554 5.5.1 No valid recipients\r\n");
+  EXPECT_THAT(d.messages(), IsEmpty());
+  EXPECT_THAT(d.session().TakeRejections(),
+              ElementsAre("bad_sequence", "bad_sequence", "relay_denied", "bad_sequence"));
+  // The transaction is still open: a recipient, then chunks.
+  EXPECT_EQ(d.Send("RCPT TO:<bob@example.com>\r\nBDAT 3 LAST\r\nok\n"),
+            "250 2.1.5 Ok\r\n550 5.6.11 Bare CR or LF not allowed\r\n");
+}
+
+TEST(SmtpSessionBdatTest, NoMixingWithData) {
+  SessionDriver d;
+  OpenBdat(d);
+  EXPECT_EQ(d.Send("BDAT 4\r\nab\r\n"), "250 2.0.0 4 octets received\r\n");
+  EXPECT_EQ(d.Send("DATA\r\n"), "503 5.5.1 Error: DATA after BDAT\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<carol@example.com>\r\n"), "503 5.5.1 Error: RCPT after BDAT\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<a@c.test>\r\n"), "503 5.5.1 Error: nested MAIL command\r\n");
+  // The transaction survives those: it can still be finished.
+  EXPECT_EQ(d.Send("BDAT 4 LAST\r\ncd\r\n"), "250 2.0.0 Ok: queued as 4Xq7mZ\r\n");
+  ASSERT_EQ(d.messages().size(), 1u);
+  EXPECT_EQ(d.messages()[0].body, std::string(kPlainReceived) + "ab\r\ncd\r\n");
+  EXPECT_THAT(d.session().TakeRejections(),
+              ElementsAre("bad_sequence", "bad_sequence", "bad_sequence"));
+  // RSET drops a chunked transaction; the next may use DATA.
+  d.Send("MAIL FROM:<a@c.test>\r\nRCPT TO:<b@example.com>\r\nBDAT 2\r\nzz");
+  EXPECT_EQ(d.Send("RSET\r\nBDAT 1 LAST\r\nq"),
+            "250 2.0.0 Ok\r\n503 5.5.1 Error: need MAIL command\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<a@c.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\ny\r\n.\r\n"),
+            "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+            "250 2.0.0 Ok: queued as 4Xq7mZ\r\n");
+  ASSERT_EQ(d.messages().size(), 2u);
+  EXPECT_EQ(d.messages()[1].body,
+            "Received: from client.test ([203.0.113.5])\r\n"
+            "\tby mx.test (Postern) with ESMTP id 4Xq7mZ\r\n"
+            "\tfor <b@example.com>; Mon, 23 Nov 2026 08:40:58 +0000\r\ny\r\n");
+}
+
+TEST(SmtpSessionBdatTest, SizeLimitAcrossChunks) {
+  SessionLimits limits;
+  limits.max_message_size = 10;
+  SessionDriver d(limits);
+  OpenBdat(d);
+  EXPECT_EQ(d.Send("BDAT 6\r\n123456"), "250 2.0.0 6 octets received\r\n");
+  // Over the limit: refused once its octets are in, and the transaction is
+  // over; chunks pipelined after it are consumed and refused too.
+  EXPECT_EQ(d.Send("BDAT 5\r\n789"), "");
+  EXPECT_EQ(d.Send("0a"), "552 5.3.4 Message size exceeds fixed limit\r\n");
+  EXPECT_EQ(d.Send("BDAT 6 LAST\r\nNOOP\r\nNOOP\r\n"),
+            "503 5.5.1 Error: need MAIL command\r\n250 2.0.0 Ok\r\n");
+  EXPECT_THAT(d.messages(), IsEmpty());
+  EXPECT_THAT(d.session().TakeRejections(), ElementsAre("too_large", "bad_sequence"));
+  // Exactly at the limit is fine, however it is split.
+  d.Send("MAIL FROM:<a@c.test>\r\nRCPT TO:<bob@example.com>\r\n");
+  EXPECT_EQ(d.Send("BDAT 4\r\n1234BDAT 6 LAST\r\n5678\r\n"),
+            "250 2.0.0 4 octets received\r\n250 2.0.0 Ok: queued as 4Xq7mZ\r\n");
+  ASSERT_EQ(d.messages().size(), 1u);
+  // The declared SIZE is checked at MAIL, as for DATA.
+  EXPECT_EQ(d.Send("MAIL FROM:<a@c.test> SIZE=11\r\n"),
+            "552 5.3.4 Message size exceeds fixed limit\r\n");
+}
+
+TEST(SmtpSessionBdatTest, BareCrOrLfRefusedAtLast) {
+  for (std::string_view chunks : {
+           "BDAT 3 LAST\r\na\nb",
+           "BDAT 3 LAST\r\na\rb",
+           "BDAT 3 LAST\r\nab\r",           // a final CR
+           "BDAT 2\r\na\rBDAT 2 LAST\r\nb\n",  // CR, then not LF
+           "BDAT 1\r\n\nBDAT 0 LAST\r\n",
+       }) {
+    SCOPED_TRACE(testing::PrintToString(std::string(chunks)));
+    SessionDriver d;
+    OpenBdat(d);
+    const std::string out = d.Send(std::string(chunks) + "NOOP\r\n");
+    EXPECT_THAT(out, testing::EndsWith("550 5.6.11 Bare CR or LF not allowed\r\n250 2.0.0 Ok\r\n"));
+    EXPECT_THAT(d.messages(), IsEmpty());
+    EXPECT_THAT(d.session().TakeRejections(), ElementsAre("bare_lf"));
+    EXPECT_EQ(d.Send("RCPT TO:<bob@example.com>\r\n"), "503 5.5.1 Error: need MAIL command\r\n");
+  }
+}
+
+TEST(SmtpSessionBdatTest, NoLineLengthLimit) {
+  SessionDriver d;
+  OpenBdat(d);
+  const std::string line = std::string(5000, 'a') + "\r\n";
+  EXPECT_EQ(d.Send("BDAT " + std::to_string(line.size()) + " LAST\r\n" + line),
+            "250 2.0.0 Ok: queued as 4Xq7mZ\r\n");
+  ASSERT_EQ(d.messages().size(), 1u);
+  EXPECT_EQ(d.messages()[0].body, std::string(kPlainReceived) + line);
+}
+
+TEST(SmtpSessionBdatTest, HugeDeclaredSizeAllocatesNothing) {
+  {
+    // Within the limit, and far beyond memory: octets are stored as they
+    // come, never reserved up front (ASan would fail an attempt).
+    SessionLimits limits;
+    limits.max_message_size = size_t{1} << 50;
+    SessionDriver d(limits);
+    OpenBdat(d);
+    EXPECT_EQ(d.Send("BDAT 1125899906842624 LAST\r\n" + std::string(1 << 20, 'x')), "");
+    EXPECT_EQ(d.session().buffered_bytes(), 0u);
+    EXPECT_EQ(d.session().phase(), SmtpSession::Phase::kData);
+  }
+  for (std::string_view size : {"52428801", "18446744073709551615", "99999999999999999999999999"}) {
+    // Over the limit (or beyond uint64_t): refused, but only after octets
+    // that never end; discarded as they arrive, until a timeout.
+    SessionDriver d;
+    OpenBdat(d);
+    EXPECT_EQ(d.Send("BDAT " + std::string(size) + " LAST\r\n"), "");
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(d.Send(std::string(1 << 20, 'y') + "QUIT\r\n"), "");
+    EXPECT_EQ(d.session().buffered_bytes(), 0u);
+    EXPECT_EQ(d.session().phase(), SmtpSession::Phase::kData);
+    std::string out;
+    d.session().Timeout(&out);
+    EXPECT_EQ(out, "421 4.4.2 mx.test Error: timeout exceeded\r\n");
+  }
+}
+
+TEST(SmtpSessionBdatTest, UnparseableBdatCloses) {
+  for (std::string_view line : {"BDAT", "BDAT abc", "BDAT -1", "BDAT +5", "BDAT 10 LATE",
+                                "BDAT 10 LAST x", "BDAT 0x10", "BDAT 1.5"}) {
+    SCOPED_TRACE(line);
+    SessionDriver d;
+    OpenBdat(d);
+    EXPECT_EQ(d.Send(std::string(line) + "\r\nNOOP\r\n"),
+              "501 5.5.4 Syntax: BDAT chunk-size [LAST]\r\n"
+              "421 4.5.0 mx.test Error: BDAT stream out of sync\r\n");
+    EXPECT_EQ(d.last_event(), Event::kClose);
+    EXPECT_THAT(d.session().TakeRejections(), ElementsAre("syntax", "bdat_out_of_sync"));
+  }
+  // So does one too long to read, with or without its line end.
+  for (std::string_view end : {"\r\n", ""}) {
+    SessionDriver d;
+    OpenBdat(d);
+    EXPECT_EQ(d.Send("BDAT 1" + std::string(600, '0') + std::string(end)),
+              "500 5.5.2 Line too long\r\n421 4.5.0 mx.test Error: BDAT stream out of sync\r\n");
+    EXPECT_EQ(d.last_event(), Event::kClose);
+  }
+}
+
+TEST(SmtpSessionBdatTest, ChunkReplyCanHitTheErrorLimit) {
+  SessionLimits limits;
+  limits.max_errors = 2;
+  SessionDriver d(limits);
+  d.Start();
+  EXPECT_EQ(d.Send("BDAT 2\r\nxyBDAT 2\r\nxyNOOP\r\n"),
+            "503 5.5.1 Error: need MAIL command\r\n503 5.5.1 Error: need MAIL command\r\n"
+            "421 4.7.0 mx.test Error: too many errors\r\n");
+  EXPECT_EQ(d.last_event(), Event::kClose);
+}
+
+TEST(SmtpSessionBdatTest, Phase) {
+  using Phase = SmtpSession::Phase;
+  SessionDriver d;
+  d.set_hold_spool(true);
+  EXPECT_EQ(d.session().phase(), Phase::kCommand);
+  OpenBdat(d);
+  d.Send("BDAT 4\r\nab");
+  EXPECT_EQ(d.session().phase(), Phase::kData);
+  d.Send("\r\n");
+  // Between chunks the client owes a command.
+  EXPECT_EQ(d.session().phase(), Phase::kCommand);
+  d.Send("BDAT 1 LAST\r\n");
+  EXPECT_EQ(d.session().phase(), Phase::kData);
+  d.Send("x");
+  EXPECT_EQ(d.last_event(), Event::kSpool);
+  EXPECT_EQ(d.session().phase(), Phase::kCommand);
+  std::string out;
+  d.session().SpoolDone(absl::OkStatus(), "4Xq7mZ", &out);
+  d.set_hold_spool(false);
+  d.Send("MAIL FROM:<a@c.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n");
+  EXPECT_EQ(d.session().phase(), Phase::kData);
+  d.Send("x\r\n.\r\n");
+  EXPECT_EQ(d.session().phase(), Phase::kCommand);
+  d.Send("QUIT\r\n");
+  EXPECT_EQ(d.session().phase(), Phase::kCommand);
+}
+
+TEST(SmtpSessionDsnTest, EhloOffersDsn) {
+  SessionDriver d;
+  d.Start();
+  const std::string out = d.Send("EHLO client.test\r\n");
+  EXPECT_THAT(out, HasSubstr("250-DSN\r\n"));
+  EXPECT_THAT(out, HasSubstr("250-CHUNKING\r\n"));
+  EXPECT_THAT(out, Not(HasSubstr("BINARYMIME")));
+  // Plain HELO offers nothing, but the parameters are still understood.
+  EXPECT_EQ(d.Send("HELO client.test\r\nMAIL FROM:<a@c.test> RET=FULL\r\n"),
+            "250 mx.test\r\n250 2.1.0 Ok\r\n");
+}
+
+TEST(SmtpSessionDsnTest, ParametersAreStoredWithTheMessage) {
+  SessionDriver d;
+  d.Start();
+  d.Send("EHLO client.test\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<alice@client.test> ret=hdrs ENVID=QQ+2B314159\r\n"),
+            "250 2.1.0 Ok\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<a@example.com> NOTIFY=success,DELAY ORCPT=rfc822;A+2Bx@example.com\r\n"),
+            "250 2.1.5 Ok\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<x@elsewhere.test> NOTIFY=NEVER\r\n"),
+            "554 5.7.1 Relay access denied\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<b@example.com>\r\n"), "250 2.1.5 Ok\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<c@example.com> notify=never\r\n"), "250 2.1.5 Ok\r\n");
+  d.Send("DATA\r\nx\r\n.\r\n");
+  ASSERT_EQ(d.messages().size(), 1u);
+  const AcceptedMessage& m = d.messages()[0];
+  EXPECT_EQ(m.dsn_ret, "HDRS");
+  EXPECT_EQ(m.dsn_envid, "QQ+2B314159");  // still xtext
+  EXPECT_THAT(m.recipients, ElementsAre("a@example.com", "b@example.com", "c@example.com"));
+  ASSERT_EQ(m.recipient_dsn.size(), 3u);
+  EXPECT_EQ(m.recipient_dsn[0].address, "a@example.com");
+  EXPECT_EQ(m.recipient_dsn[0].notify, "SUCCESS,DELAY");
+  EXPECT_EQ(m.recipient_dsn[0].orcpt, "rfc822;A+2Bx@example.com");
+  EXPECT_EQ(m.recipient_dsn[1].address, "b@example.com");
+  EXPECT_EQ(m.recipient_dsn[1].notify, "");
+  EXPECT_EQ(m.recipient_dsn[1].orcpt, "");
+  EXPECT_EQ(m.recipient_dsn[2].address, "c@example.com");
+  EXPECT_EQ(m.recipient_dsn[2].notify, "NEVER");
+
+  // Nothing carries over into the next transaction, and chunked messages
+  // keep theirs too.
+  d.Send("MAIL FROM:<a@c.test> RET=FULL\r\nRCPT TO:<b@example.com> ORCPT=rfc822;b@example.com\r\n");
+  d.Send("BDAT 3 LAST\r\nx\r\n");
+  d.Send("MAIL FROM:<a@c.test>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nx\r\n.\r\n");
+  ASSERT_EQ(d.messages().size(), 3u);
+  EXPECT_EQ(d.messages()[1].dsn_ret, "FULL");
+  EXPECT_EQ(d.messages()[1].dsn_envid, "");
+  ASSERT_EQ(d.messages()[1].recipient_dsn.size(), 1u);
+  EXPECT_EQ(d.messages()[1].recipient_dsn[0].orcpt, "rfc822;b@example.com");
+  EXPECT_EQ(d.messages()[2].dsn_ret, "");
+  ASSERT_EQ(d.messages()[2].recipient_dsn.size(), 1u);
+  EXPECT_EQ(d.messages()[2].recipient_dsn[0].orcpt, "");
+}
+
+TEST(SmtpSessionDsnTest, InvalidValues) {
+  SessionLimits limits;
+  limits.max_errors = 100;
+  SessionDriver d(limits);
+  d.Start();
+  d.Send("EHLO client.test\r\n");
+  const std::string mail = "MAIL FROM:<a@c.test> ";
+  EXPECT_EQ(d.Send(mail + "RET=ALL\r\n"), "501 5.5.4 Bad RET parameter syntax\r\n");
+  EXPECT_EQ(d.Send(mail + "RET\r\n"), "501 5.5.4 Bad RET parameter syntax\r\n");
+  EXPECT_EQ(d.Send(mail + "ENVID\r\n"), "501 5.5.4 Bad ENVID parameter syntax\r\n");
+  EXPECT_EQ(d.Send(mail + "ENVID=a+2b\r\n"), "501 5.5.4 Bad ENVID parameter syntax\r\n");
+  EXPECT_EQ(d.Send(mail + "ENVID=a+\r\n"), "501 5.5.4 Bad ENVID parameter syntax\r\n");
+  EXPECT_EQ(d.Send(mail + "ENVID=" + std::string(101, 'e') + "\r\n"),
+            "501 5.5.4 Bad ENVID parameter syntax\r\n");
+  // Non-ASCII only with SMTPUTF8 (RFC 6533), wherever that is on the line.
+  EXPECT_EQ(d.Send(mail + "ENVID=j\xc3\xb6rg\r\n"), "501 5.5.4 Bad ENVID parameter syntax\r\n");
+  EXPECT_EQ(d.Send(mail + "RET=FULL RET=HDRS\r\n"), "501 5.5.4 Duplicate ESMTP parameter\r\n");
+  EXPECT_EQ(d.Send(mail + "ENVID=j\xc3\xb6rg SMTPUTF8\r\n"), "250 2.1.0 Ok\r\n");
+  d.Send("RSET\r\n");
+  EXPECT_EQ(d.Send(mail + "ENVID=" + std::string(100, 'e') + "\r\n"), "250 2.1.0 Ok\r\n");
+
+  const std::string rcpt = "RCPT TO:<b@example.com> ";
+  for (std::string_view notify : {"NEVER,SUCCESS", "SUCCESS,SUCCESS", "ALWAYS", "SUCCESS,", "NONE"}) {
+    EXPECT_EQ(d.Send(rcpt + "NOTIFY=" + std::string(notify) + "\r\n"),
+              "501 5.5.4 Bad NOTIFY parameter syntax\r\n")
+        << notify;
+  }
+  EXPECT_EQ(d.Send(rcpt + "NOTIFY\r\n"), "501 5.5.4 Bad NOTIFY parameter syntax\r\n");
+  for (std::string_view orcpt : {"rfc822", "rfc822;", ";b@example.com", "rfc822;b+2bx@example.com",
+                                 "utf-8;j\xc3\xb6rg@example.com"}) {
+    EXPECT_EQ(d.Send(rcpt + "ORCPT=" + std::string(orcpt) + "\r\n"),
+              "501 5.5.4 Bad ORCPT parameter syntax\r\n")
+        << orcpt;
+  }
+  EXPECT_EQ(d.Send(rcpt + "RET=FULL\r\n"), "555 5.5.4 Unsupported option: RET\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<a@c.test> NOTIFY=NEVER\r\n"),
+            "503 5.5.1 Error: nested MAIL command\r\n");
+  d.Send("RSET\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<a@c.test> NOTIFY=NEVER\r\n"),
+            "555 5.5.4 Unsupported option: NOTIFY\r\n");
+  EXPECT_THAT(d.messages(), IsEmpty());
+}
+
+TEST(SmtpSessionDsnTest, Utf8OriginalRecipient) {
+  SessionDriver d;
+  d.Start();
+  d.Send("EHLO client.test\r\nMAIL FROM:<a@c.test> SMTPUTF8\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<j\xc3\xb6rg@example.com> ORCPT=utf-8;j\xc3\xb6rg@example.com\r\n"),
+            "250 2.1.5 Ok\r\n");
+  d.Send("DATA\r\nx\r\n.\r\n");
+  ASSERT_EQ(d.messages().size(), 1u);
+  EXPECT_THAT(d.messages()[0].recipients, ElementsAre("j\xc3\xb6rg@example.com"));
+  EXPECT_EQ(d.messages()[0].recipient_dsn[0].orcpt, "utf-8;j\xc3\xb6rg@example.com");
+}
+
+TEST(SmtpSessionDsnTest, MailAndRcptLinesMayBeLonger) {
+  SessionDriver d;
+  d.Start();
+  d.Send("EHLO client.test\r\n");
+  // 512 + 500 octets with CRLF for MAIL and RCPT.
+  std::string mail = "MAIL FROM:<a@c.test> ENVID=" + std::string(100, 'e') + " X-PAD=";
+  mail += std::string(1010 - mail.size(), 'p') + "\r\n";
+  ASSERT_EQ(mail.size(), 1012u);
+  EXPECT_EQ(d.Send(mail), "555 5.5.4 Unsupported option: X-PAD\r\n");
+  const std::string too_long_mail = mail.substr(0, 1010) + "p\r\n";
+  EXPECT_EQ(d.Send(too_long_mail), "500 5.5.2 Line too long\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<a@c.test> ENVID=" + std::string(100, 'e') + "\r\n"),
+            "250 2.1.0 Ok\r\n");
+  std::string rcpt = "  rcpt TO:<b@example.com> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;";
+  rcpt += std::string(1010 - rcpt.size(), 'o') + "\r\n";
+  ASSERT_EQ(rcpt.size(), 1012u);
+  EXPECT_EQ(d.Send(rcpt), "501 5.5.4 Bad ORCPT parameter syntax\r\n");  // over 500 octets
+  std::string ok_rcpt = "RCPT TO:<b@example.com> ORCPT=rfc822;" + std::string(493, 'o') + "\r\n";
+  EXPECT_EQ(d.Send(ok_rcpt), "250 2.1.5 Ok\r\n");
+  // Other commands keep the 512-octet limit.
+  EXPECT_EQ(d.Send("NOOP " + std::string(600, 'x') + "\r\n"), "500 5.5.2 Line too long\r\n");
+  EXPECT_EQ(d.Send("MAILBOX " + std::string(600, 'x') + "\r\n"), "500 5.5.2 Line too long\r\n");
+  // Without its LF a MAIL line is cut off at the longer limit too.
+  EXPECT_EQ(d.Send("MAIL " + std::string(1000, 'x')), "");
+  EXPECT_EQ(d.Send(std::string(7, 'x')), "500 5.5.2 Line too long\r\n");
+}
+
+TEST(SmtpSessionCountTest, CommandsPerVerb) {
+  SessionDriver d({}, kUntrustedIp, Listener(TlsMode::kOffer, /*auth=*/true));
+  d.Start();
+  d.Send("EHLO client.test\r\nNOOP\r\nNOOP\r\nFOO\r\nMAIL FROM:<\r\nHELP\r\n");
+  d.Send("NOOP " + std::string(600, 'x') + "\r\n");
+  d.StartTls();
+  d.Send("EHLO client.test\r\nAUTH LOGIN\r\n" + B64("alice") + "\r\n" + B64("s3cret") + "\r\n");
+  ASSERT_TRUE(d.session().authenticated());
+  d.Send("MAIL FROM:<alice@client.test>\r\nRCPT TO:<bob@example.com>\r\nBDAT 1 LAST\r\nx");
+  d.Send("VRFY bob\r\nEXPN x\r\nHELO c\r\nRSET\r\nDATA\r\nQUIT\r\n");
+  const uint64_t commands = d.session().commands();
+  std::array<uint64_t, kCommandVerbCount> counts = d.session().TakeCommandCounts();
+  auto count = [&](CommandVerb verb) { return counts[static_cast<size_t>(verb)]; };
+  EXPECT_EQ(count(CommandVerb::kEhlo), 2u);
+  EXPECT_EQ(count(CommandVerb::kHelo), 1u);
+  EXPECT_EQ(count(CommandVerb::kNoop), 2u);
+  EXPECT_EQ(count(CommandVerb::kHelp), 1u);
+  EXPECT_EQ(count(CommandVerb::kStarttls), 1u);
+  EXPECT_EQ(count(CommandVerb::kAuth), 1u);  // the two SASL lines are not commands
+  EXPECT_EQ(count(CommandVerb::kMail), 1u);
+  EXPECT_EQ(count(CommandVerb::kRcpt), 1u);
+  EXPECT_EQ(count(CommandVerb::kBdat), 1u);
+  EXPECT_EQ(count(CommandVerb::kData), 1u);  // refused (no MAIL), still a DATA
+  EXPECT_EQ(count(CommandVerb::kVrfy), 1u);
+  EXPECT_EQ(count(CommandVerb::kExpn), 1u);
+  EXPECT_EQ(count(CommandVerb::kRset), 1u);
+  EXPECT_EQ(count(CommandVerb::kQuit), 1u);
+  // FOO, the unparseable MAIL, the over-long line.
+  EXPECT_EQ(count(CommandVerb::kUnknown), 3u);
+  uint64_t sum = 0;
+  for (uint64_t c : counts) sum += c;
+  EXPECT_EQ(sum, commands);
+  // Taking them resets them.
+  counts = d.session().TakeCommandCounts();
+  for (uint64_t c : counts) EXPECT_EQ(c, 0u);
+}
+
+TEST(SmtpSessionCountTest, VerbNames) {
+  EXPECT_EQ(kCommandVerbCount, 15u);
+  std::vector<std::string_view> names;
+  for (size_t i = 0; i < kCommandVerbCount; ++i) {
+    names.push_back(CommandVerbName(static_cast<CommandVerb>(i)));
+  }
+  EXPECT_THAT(names, ElementsAre("EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP",
+                                 "QUIT", "HELP", "VRFY", "EXPN", "STARTTLS", "AUTH", "UNKNOWN"));
 }
 
 }  // namespace
