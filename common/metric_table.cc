@@ -73,15 +73,18 @@ constexpr std::array<std::string_view, 25> kRejectReasons = {
 };
 
 // Failure classes follow the TLS alert a handshake ends with.
-constexpr std::array<TlsOutcome, 8> kTlsOutcomes = {{
-    {"TLSv1.2", "ok"},
-    {"TLSv1.3", "ok"},
-    {"none", "protocol_version"},
-    {"none", "no_shared_cipher"},
-    {"none", "bad_certificate"},
-    {"none", "eof"},
-    {"none", "timeout"},
-    {"none", "other"},
+constexpr std::array<TlsOutcome, 11> kTlsOutcomes = {{
+    {"TLSv1.3", "strong", "ok"},
+    {"TLSv1.2", "strong", "ok"},
+    {"TLSv1.2", "pfs", "ok"},
+    {"TLSv1.2", "compat", "ok"},
+    {"none", "none", "protocol_version"},
+    {"none", "none", "no_shared_cipher"},
+    {"none", "none", "bad_certificate"},
+    {"none", "none", "eof"},
+    {"none", "none", "timeout"},
+    {"none", "none", "other"},
+    {"TLSv1.3", "compat", "ok"},  // never expected: TLS 1.3 suites are all strong
 }};
 
 constexpr std::array<std::string_view, 3> kAuthResults = {"ok", "failed", "throttled"};
@@ -104,12 +107,16 @@ size_t RejectReasonIndex(std::string_view reason) {
 
 std::span<const TlsOutcome> TlsOutcomes() { return kTlsOutcomes; }
 
-size_t ListenerTlsIndex(size_t listener, std::string_view version, std::string_view failure) {
-  size_t outcome = kTlsOutcomes.size() - 1;
+size_t ListenerTlsIndex(size_t listener, std::string_view version, std::string_view cipher_class,
+                        std::string_view failure) {
+  // Fallbacks: "other" for an unknown failure, TLSv1.2/compat for an
+  // unknown success.
+  size_t outcome = failure.empty() ? 3 : 9;
   for (size_t i = 0; i < kTlsOutcomes.size(); ++i) {
-    bool ok = kTlsOutcomes[i].result == "ok";
-    if (failure.empty() ? (ok && kTlsOutcomes[i].version == version)
-                        : (!ok && kTlsOutcomes[i].result == failure)) {
+    const TlsOutcome& o = kTlsOutcomes[i];
+    bool ok = o.result == "ok";
+    if (failure.empty() ? (ok && o.version == version && o.cipher_class == cipher_class)
+                        : (!ok && o.result == failure)) {
       outcome = i;
       break;
     }

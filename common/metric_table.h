@@ -72,15 +72,19 @@ size_t RejectReasonIndex(std::string_view reason);
 
 std::span<const double> BucketBounds(Buckets b);
 
-// A TLS handshake outcome: its version and result label values.
+// A TLS handshake outcome: its version, cipher class and result labels.
 struct TlsOutcome {
-  std::string_view version;  // "TLSv1.2", "TLSv1.3", "none" for failures
-  std::string_view result;   // "ok" or a failure class
+  std::string_view version;       // "TLSv1.2", "TLSv1.3", "none" for failures
+  std::string_view cipher_class;  // "strong", "pfs", "compat" (the tls.ciphers
+                                  // classes), "none" for failures
+  std::string_view result;        // "ok" or a failure class
 };
 std::span<const TlsOutcome> TlsOutcomes();
-// Index for kListenerTls: `version` is used for successes, `failure` for
-// failures (an empty failure means success). Unknown failures are "other".
-size_t ListenerTlsIndex(size_t listener, std::string_view version, std::string_view failure);
+// Index for kListenerTls: `version` and `cipher_class` are used for
+// successes, `failure` for failures (empty means success). Unknown failures
+// count as "other", unknown successes as TLSv1.2/compat.
+size_t ListenerTlsIndex(size_t listener, std::string_view version, std::string_view cipher_class,
+                        std::string_view failure);
 
 std::span<const std::string_view> AuthResultNames();  // ok, failed, throttled
 size_t AuthResultIndex(std::string_view result);

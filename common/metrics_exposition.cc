@@ -60,6 +60,7 @@ std::vector<std::pair<size_t, LabelSet>> Series(const MetricDef& def, const Expo
           out.push_back({l * TlsOutcomes().size() + o,
                          {{"listener", in.listener_names[l]},
                           {"version", std::string(t.version)},
+                          {"cipher_class", std::string(t.cipher_class)},
                           {"result", std::string(t.result)}}});
         }
       }

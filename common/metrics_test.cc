@@ -88,22 +88,22 @@ TEST(Exposition, SumsShardsAndNamesListeners) {
 TEST(Exposition, TlsHandshakesCarryListenerVersionAndResult) {
   auto a = MetricRegion::Create();
   ASSERT_TRUE(a.ok());
-  (*a)->Add(kTlsHandshakes, ListenerTlsIndex(1, "TLSv1.3", ""), 2);
-  (*a)->Add(kTlsHandshakes, ListenerTlsIndex(0, "", "no_shared_cipher"));
-  (*a)->Add(kTlsHandshakes, ListenerTlsIndex(0, "", "something new"));
+  (*a)->Add(kTlsHandshakes, ListenerTlsIndex(1, "TLSv1.3", "strong", ""), 2);
+  (*a)->Add(kTlsHandshakes, ListenerTlsIndex(0, "", "", "no_shared_cipher"));
+  (*a)->Add(kTlsHandshakes, ListenerTlsIndex(0, "", "", "something new"));
   ExpositionInput in;
   in.shards = {a->get()};
   in.listener_names = {"mx", "submission"};
   std::string text = RenderPrometheus(in);
   EXPECT_NE(text.find("postern_tls_handshakes_total{listener=\"submission\",version=\"TLSv1.3\","
-                      "result=\"ok\"} 2\n"),
+                      "cipher_class=\"strong\",result=\"ok\"} 2\n"),
             std::string::npos)
       << text;
   EXPECT_NE(text.find("postern_tls_handshakes_total{listener=\"mx\",version=\"none\","
-                      "result=\"no_shared_cipher\"} 1\n"),
+                      "cipher_class=\"none\",result=\"no_shared_cipher\"} 1\n"),
             std::string::npos);
   EXPECT_NE(text.find("postern_tls_handshakes_total{listener=\"mx\",version=\"none\","
-                      "result=\"other\"} 1\n"),
+                      "cipher_class=\"none\",result=\"other\"} 1\n"),
             std::string::npos);
 }
 

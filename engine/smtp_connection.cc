@@ -87,7 +87,7 @@ void SmtpConnection::OnRecv(int res, uint32_t flags) {
     // Peer closed or the socket failed; a message being spooled still
     // completes in the spool (the client never saw 250 and will retry).
     if (tls_state_ == Tls::kHandshake && !closing_) {
-      worker_->CountTlsHandshake(setup_.listener_index, "", "eof");
+      worker_->CountTlsHandshake(setup_.listener_index, "", "", "eof");
     }
     if (!closing_) Close();
   }
@@ -119,7 +119,7 @@ void SmtpConnection::HandleCiphertext(std::string_view data) {
   if (tls_state_ == Tls::kHandshake) {
     TlsSession::HandshakeResult r = tls_->DoHandshake();
     if (r == TlsSession::HandshakeResult::kFailed) {
-      worker_->CountTlsHandshake(setup_.listener_index, "", tls_->failure_reason());
+      worker_->CountTlsHandshake(setup_.listener_index, "", "", tls_->failure_reason());
       log::LogEvent("tls_handshake_failed", log::Level::kWarn)
           .Add("conn", static_cast<int64_t>(setup_.id))
           .Add("client", client_ip_)
@@ -166,7 +166,7 @@ void SmtpConnection::HandshakeFinished() {
     facts.peer_cert_sha256 = peer->sha256_cert_hex;
     facts.peer_spki_sha256 = peer->sha256_spki_hex;
   }
-  worker_->CountTlsHandshake(setup_.listener_index, facts.version, "");
+  worker_->CountTlsHandshake(setup_.listener_index, facts.version, facts.cipher, "");
   log::LogEvent("tls")
       .Add("conn", static_cast<int64_t>(setup_.id))
       .Add("version", facts.version)
@@ -270,7 +270,7 @@ void SmtpConnection::Timeout() {
   } else {
     // No PROXY header, or no handshake, in time: no channel to answer on.
     if (tls_state_ == Tls::kHandshake) {
-      worker_->CountTlsHandshake(setup_.listener_index, "", "timeout");
+      worker_->CountTlsHandshake(setup_.listener_index, "", "", "timeout");
     }
     Close();
   }

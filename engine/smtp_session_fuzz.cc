@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/match.h"
+#include "absl/strings/ascii.h"
 #include "absl/time/time.h"
 #include "engine/inbound_policy.h"
 #include "engine/relay_policy.h"
@@ -215,8 +215,9 @@ RunResult Run(std::string_view input, const std::vector<size_t>& chunk_sizes,
   context.inbound = &Inbound();
   SmtpSession session(context);
   RunResult result;
-  const bool may_be_chunked = absl::StrContainsIgnoreCase(
-      absl::string_view(input.data(), input.size()), "BDAT");
+  const bool may_be_chunked =
+      absl::AsciiStrToUpper(absl::string_view(input.data(), input.size())).find("BDAT") !=
+      std::string::npos;
   if (options.tls_mode == TlsMode::kImplicit) {
     session.TlsStarted(Facts(options));
     Check(session.tls_active(), "implicit TLS is active from the start");

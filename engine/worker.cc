@@ -569,10 +569,22 @@ std::string TlsFailureClass(const std::string& reason) {
 
 }  // namespace
 
+// The tls.ciphers class a negotiated suite belongs to: TLS 1.3 suites and
+// ECDHE with an AEAD are "strong", ECDHE with CBC "pfs", RSA key exchange
+// "compat".
+static std::string CipherClassOf(const std::string& version, const std::string& cipher) {
+  if (version == "TLSv1.3") return "strong";
+  bool ecdhe = cipher.find("ECDHE") != std::string::npos;
+  bool aead = cipher.find("GCM") != std::string::npos || cipher.find("CHACHA20") != std::string::npos;
+  if (ecdhe) return aead ? "strong" : "pfs";
+  return "compat";
+}
+
 void Worker::CountTlsHandshake(size_t listener, const std::string& version,
-                               const std::string& failure) {
+                               const std::string& cipher, const std::string& failure) {
   metrics_->Add(metrics::kTlsHandshakes,
                 metrics::ListenerTlsIndex(listener, version,
+                                          failure.empty() ? CipherClassOf(version, cipher) : "",
                                           failure.empty() ? "" : TlsFailureClass(failure)));
 }
 

@@ -63,7 +63,8 @@ class Worker {
   void CountRejection(const std::string& reason);
   // failure empty: a successful handshake at `version`; else the library's
   // failure reason (mapped to a bounded label set).
-  void CountTlsHandshake(size_t listener, const std::string& version, const std::string& failure);
+  void CountTlsHandshake(size_t listener, const std::string& version, const std::string& cipher,
+                         const std::string& failure);
   void CountStartTlsDiscarded(size_t listener, uint64_t bytes);
   // Verifies credentials off the loop; answers conn->AuthDone() later.
   void CheckAuth(SmtpConnection* conn, AuthRequest request);

@@ -20,13 +20,21 @@ def needed(path):
 
 
 class LinkSeparationTest(unittest.TestCase):
-    def test_worker_links_uring_and_rocksdb_never_grpc_or_openssl3(self):
+    def test_worker_links_uring_rocksdb_boringssl_never_grpc_or_openssl3(self):
         libs = ldd(binary("postern-worker"))
         for name in OPENSSL3 + ("libgrpc",):
             self.assertNotIn(name, libs)
+        for name in BORINGSSL:
+            self.assertIn(name, libs)
         direct = " ".join(needed(binary("postern-worker")))
         self.assertIn("liburing", direct)
         self.assertIn("librocksdb", direct)
+
+    def test_posternctl_and_passwd_stay_on_their_side(self):
+        for name in BORINGSSL:
+            self.assertNotIn(name, ldd(binary("posternctl")))
+        for name in OPENSSL3 + ("libgrpc",):
+            self.assertNotIn(name, ldd(binary("postern-passwd")))
 
     def test_posternd_links_grpc_never_boringssl(self):
         libs = ldd(binary("posternd"))

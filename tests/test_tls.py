@@ -124,6 +124,10 @@ class ListenerTlsTest(TlsNodeTest):
             with ctx.wrap_socket(raw) as s:
                 self.assertEqual(s.version(), "TLSv1.2")
                 self.assertTrue(read_reply(s).startswith(b"220 "))
+        wait_for(lambda: self.node.metric(
+            "postern_tls_handshakes_total",
+            'listener="submissions",version="TLSv1.2",cipher_class="strong",result="ok"') == 1,
+                 what="TLS 1.2 handshake counted as strong")
 
     def test_starttls_injection_is_discarded(self):
         with socket.create_connection(("127.0.0.1", self.port("mta")), timeout=10) as raw:
@@ -176,6 +180,42 @@ def _auth_plain(s):
     return s.docmd("AUTH", f"PLAIN {token}")
 
 
+class CertificateReloadTest(TlsNodeTest):
+    def prepare(self):
+        self.cert = os.path.join(self.tmp.name, "server.crt")
+        self.key = os.path.join(self.tmp.name, "server.key")
+        self.install_cert("first.test")
+        self.extra_yaml = (f"tls:\n  certificates:\n    - {{ name: main, cert_file: {self.cert}, "
+                           f"key_file: {self.key} }}\n")
+
+    def install_cert(self, cn):
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", self.key, "-out", self.cert,
+                        "-subj", f"/CN={cn}", "-days", "2"], check=True, capture_output=True)
+
+    def peer_cn(self):
+        with socket.create_connection(("127.0.0.1", self.port("submissions")), timeout=10) as raw:
+            with client_context().wrap_socket(raw) as s:
+                der = s.getpeercert(binary_form=True)
+        pem = ssl.DER_cert_to_PEM_cert(der)
+        out = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem.encode(),
+                             capture_output=True, check=True).stdout.decode()
+        return out.strip().rsplit("=", 1)[1].strip()
+
+    def test_sighup_loads_new_certificate_and_keeps_open_sessions(self):
+        self.assertEqual(self.peer_cn(), "first.test")
+        raw = socket.create_connection(("127.0.0.1", self.port("submissions")), timeout=10)
+        old = client_context().wrap_socket(raw)
+        self.addCleanup(old.close)
+        self.assertTrue(read_reply(old).startswith(b"220 "))
+        self.install_cert("second.test")
+        self.node.proc.send_signal(__import__("signal").SIGHUP)
+        wait_for(lambda: "config_acked" in self.node.logs(), what="reload acknowledged")
+        self.assertEqual(self.peer_cn(), "second.test")
+        old.sendall(b"NOOP\r\n")
+        self.assertTrue(read_reply(old).startswith(b"250 "))
+
+
 class AuthTest(TlsNodeTest):
     relay_yaml = ("  accepted_domains: [example.com]\n  trusted_networks: [10.0.0.0/8]\n"
                   "  users_file: USERS\n  sender_login_match: true\n")
@@ -218,6 +258,19 @@ class AuthTest(TlsNodeTest):
         self.assertNotIn("correct horse", logs)
         self.assertNotIn(base64.b64encode(b"\0alice\0correct horse").decode(), logs)
 
+    def test_swaks_auth_over_starttls_and_implicit_tls(self):
+        for args in (["--server", f"127.0.0.1:{self.port('submission')}", "--tls",
+                      "--auth", "PLAIN"],
+                     ["--server", f"127.0.0.1:{self.port('submissions')}", "--tlsc",
+                      "--auth", "LOGIN"]):
+            r = subprocess.run(["swaks", *args, "--auth-user", "alice", "--auth-password",
+                                "correct horse", "--from", "alice@example.com", "--to",
+                                "bob@elsewhere.example", "--timeout", "30"],
+                               capture_output=True, timeout=60)
+            out = r.stdout.decode()
+            self.assertIn("235 2.7.0 Authentication successful", out, out)
+            self.assertIsNotNone(QUEUED.search(r.stdout), out)
+
     def test_unauthenticated_untrusted_client_cannot_relay(self):
         with smtplib.SMTP("127.0.0.1", self.port("mta"), timeout=20) as s:
             s.ehlo("c.test")
@@ -241,6 +294,24 @@ class AuthTest(TlsNodeTest):
 
 
 class PartnerPolicyTest(TlsNodeTest):
+    relay_yaml = ("  accepted_domains: [example.com, secure.example]\n"
+                  "  require_tls_domains: [secure.example]\n"
+                  "  trusted_networks: [127.0.0.0/8]\n")
+
+    def test_tls_only_recipient_domain(self):
+        with smtplib.SMTP("127.0.0.1", self.port("mta"), timeout=20) as s:
+            s.ehlo("c.test")
+            s.mail("a@other.example")
+            code, msg = s.rcpt("x@secure.example")
+            self.assertEqual(code, 530, msg)
+            self.assertEqual(s.rcpt("x@example.com")[0], 250)
+        with smtplib.SMTP("127.0.0.1", self.port("mta"), timeout=20) as s:
+            s.ehlo("c.test")
+            s.starttls(context=client_context())
+            s.ehlo("c.test")
+            s.mail("a@other.example")
+            self.assertEqual(s.rcpt("x@secure.example")[0], 250)
+
     def prepare(self):
         self.good_cert, self.good_key, good_fp = make_client_cert(self.tmp.name, "partner")
         self.bad_cert, self.bad_key, _ = make_client_cert(self.tmp.name, "impostor")
