@@ -18,8 +18,8 @@ constexpr std::array<MetricDef, kMetricCount> kDefs = {{
      LabelKind::kRejectReason, Buckets::kNone},
     {"received_bytes_total", "Octets received from SMTP clients, by listener.",
      MetricType::kCounter, LabelKind::kListener, Buckets::kNone},
-    {"smtp_commands_total", "SMTP commands processed, by listener.", MetricType::kCounter,
-     LabelKind::kListener, Buckets::kNone},
+    {"smtp_commands_total", "SMTP command lines processed, by verb.", MetricType::kCounter,
+     LabelKind::kVerb, Buckets::kNone},
     {"spool_write_seconds", "Time from a message's submission to the spool until it is synced.",
      MetricType::kHistogram, LabelKind::kNone, Buckets::kLatencySeconds},
     {"spool_batch_messages", "Messages per synced spool write (group commit).",
@@ -89,6 +89,11 @@ constexpr std::array<TlsOutcome, 11> kTlsOutcomes = {{
 
 constexpr std::array<std::string_view, 3> kAuthResults = {"ok", "failed", "throttled"};
 
+constexpr std::array<std::string_view, 15> kVerbs = {
+    "EHLO", "HELO", "MAIL", "RCPT", "DATA",     "BDAT", "RSET",    "NOOP",
+    "QUIT", "HELP", "VRFY", "EXPN", "STARTTLS", "AUTH", "UNKNOWN",
+};
+
 constexpr std::array<double, 14> kLatency = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
                                              0.1,    0.2,   0.5,   1,     2,    5,    10};
 constexpr std::array<double, 10> kBatch = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
@@ -134,6 +139,15 @@ size_t AuthResultIndex(std::string_view result) {
   return 1;  // "failed": an unknown result is never counted as success
 }
 
+std::span<const std::string_view> VerbNames() { return kVerbs; }
+
+size_t VerbIndex(std::string_view verb) {
+  for (size_t i = 0; i < kVerbs.size(); ++i) {
+    if (kVerbs[i] == verb) return i;
+  }
+  return kVerbs.size() - 1;
+}
+
 std::span<const double> BucketBounds(Buckets b) {
   switch (b) {
     case Buckets::kLatencySeconds:
@@ -158,6 +172,8 @@ size_t LabelCardinality(LabelKind kind) {
       return kMaxListeners * kTlsOutcomes.size();
     case LabelKind::kAuthResult:
       return kAuthResults.size();
+    case LabelKind::kVerb:
+      return kVerbs.size();
   }
   return 1;
 }

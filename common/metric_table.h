@@ -27,6 +27,7 @@ enum class LabelKind {
   kRejectReason,  // RejectReasonNames()
   kListenerTls,   // listener x TlsOutcomes(): index ListenerTlsIndex()
   kAuthResult,    // AuthResultNames()
+  kVerb,          // VerbNames()
 };
 
 // Histogram bucket sets (upper bounds, +Inf implied).
@@ -87,6 +88,10 @@ size_t ListenerTlsIndex(size_t listener, std::string_view version, std::string_v
                         std::string_view failure);
 
 std::span<const std::string_view> AuthResultNames();  // ok, failed, throttled
+
+// SMTP verbs for smtp_commands_total; anything else is "UNKNOWN" (last).
+std::span<const std::string_view> VerbNames();
+size_t VerbIndex(std::string_view verb);
 size_t AuthResultIndex(std::string_view result);
 
 // Most label values a kListener metric can take; listeners beyond this count

@@ -46,7 +46,8 @@ std::vector<std::pair<size_t, LabelSet>> Series(const MetricDef& def, const Expo
       out.push_back({0, {}});
       break;
     case LabelKind::kListener:
-      for (size_t i = 0; i < listeners; ++i) out.push_back({i, {{"listener", in.listener_names[i]}}});
+      for (size_t i = 0; i < listeners; ++i)
+        out.push_back({i, {{"listener", in.listener_names[i]}}});
       break;
     case LabelKind::kRejectReason:
       for (size_t i = 0; i < RejectReasonNames().size(); ++i) {
@@ -63,6 +64,11 @@ std::vector<std::pair<size_t, LabelSet>> Series(const MetricDef& def, const Expo
                           {"cipher_class", std::string(t.cipher_class)},
                           {"result", std::string(t.result)}}});
         }
+      }
+      break;
+    case LabelKind::kVerb:
+      for (size_t i = 0; i < VerbNames().size(); ++i) {
+        out.push_back({i, {{"verb", std::string(VerbNames()[i])}}});
       }
       break;
     case LabelKind::kAuthResult:
@@ -118,7 +124,8 @@ std::string RenderPrometheus(const ExpositionInput& in) {
     std::string_view type = def.type == MetricType::kCounter ? "counter"
                             : def.type == MetricType::kGauge ? "gauge"
                                                              : "histogram";
-    out += "# HELP " + name + " " + std::string(def.help) + "\n# TYPE " + name + " " + std::string(type) + "\n";
+    out += "# HELP " + name + " " + std::string(def.help) + "\n# TYPE " + name + " " +
+           std::string(type) + "\n";
     std::vector<std::pair<size_t, LabelSet>> series = Series(def, in);
 
     // Per-shard metrics: one series per shard; others: one series summed.

@@ -1,5 +1,4 @@
 #include <gtest/gtest.h>
-
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -74,8 +73,7 @@ TEST(Exposition, SumsShardsAndNamesListeners) {
   EXPECT_NE(text.find("postern_spool_messages{shard=\"0\"} 7\n"), std::string::npos);
   EXPECT_NE(text.find("postern_spool_messages{shard=\"1\"} 0\n"), std::string::npos);
   EXPECT_NE(text.find("postern_spool_write_seconds_bucket{le=\"0.002\"} 0\n"), std::string::npos);
-  EXPECT_NE(text.find("postern_spool_write_seconds_bucket{le=\"0.005\"} 1\n"),
-            std::string::npos)
+  EXPECT_NE(text.find("postern_spool_write_seconds_bucket{le=\"0.005\"} 1\n"), std::string::npos)
       << text;
   EXPECT_NE(text.find("postern_spool_write_seconds_bucket{le=\"+Inf\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("postern_spool_write_seconds_count 1\n"), std::string::npos);

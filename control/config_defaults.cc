@@ -500,6 +500,7 @@ void ApplyDefaults(Config* config) {
     limits->mutable_command_timeout()->set_seconds(5 * 60);
   }
   if (limits->max_connections() == 0) limits->set_max_connections(10000);
+  if (!limits->has_data_timeout()) limits->mutable_data_timeout()->set_seconds(10 * 60);
 
   v1::Control* control = config->mutable_control();
   if (control->admin_socket().empty()) {

@@ -97,6 +97,7 @@ TEST(ConfigDefaultsTest, ApplyDefaultsFillsDocumentedValues) {
   EXPECT_EQ(c.limits().max_recipients(), 1000u);
   EXPECT_EQ(c.limits().max_connections_per_ip(), 100u);
   EXPECT_EQ(c.limits().command_timeout().seconds(), 300);
+  EXPECT_EQ(c.limits().data_timeout().seconds(), 600);
   EXPECT_EQ(c.limits().max_connections(), 10000u);
 
   EXPECT_EQ(c.control().admin_socket(), "./var/postern/admin.sock");

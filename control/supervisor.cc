@@ -4,9 +4,9 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 

@@ -38,8 +38,8 @@ absl::Status IoRing::Init(unsigned entries, unsigned buffers, unsigned buffer_si
   buffer_count_ = buffers;
   buffer_size_ = buffer_size;
   buf_ring_bytes_ = sizeof(io_uring_buf) * buffers;
-  void* mem = mmap(nullptr, buf_ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
-                   -1, 0);
+  void* mem =
+      mmap(nullptr, buf_ring_bytes_, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (mem == MAP_FAILED) return absl::ErrnoToStatus(errno, "mmap buffer ring");
   buf_ring_ = static_cast<io_uring_buf_ring*>(mem);
   io_uring_buf_reg reg{};
@@ -126,8 +126,7 @@ std::string_view IoRing::BufferData(uint32_t flags, int res) const {
 void IoRing::ReturnBuffer(uint32_t flags) {
   unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
   io_uring_buf_ring_add(buf_ring_, buffers_ + size_t{bid} * buffer_size_, buffer_size_,
-                        static_cast<unsigned short>(bid), io_uring_buf_ring_mask(buffer_count_),
-                        0);
+                        static_cast<unsigned short>(bid), io_uring_buf_ring_mask(buffer_count_), 0);
   io_uring_buf_ring_advance(buf_ring_, 1);
 }
 

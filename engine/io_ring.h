@@ -43,13 +43,13 @@ class IoRing {
   // registered as the receive buffer ring (buffers must be a power of two).
   absl::Status Init(unsigned entries, unsigned buffers, unsigned buffer_size);
 
-  void Accept(int listen_fd, IoOp* op);          // multishot accept
-  void Recv(int fd, IoOp* op);                   // multishot recv, provided buffers
+  void Accept(int listen_fd, IoOp* op);  // multishot accept
+  void Recv(int fd, IoOp* op);           // multishot recv, provided buffers
   void Send(int fd, const char* data, size_t len, IoOp* op);
   void Read(int fd, void* buf, size_t len, IoOp* op);
   void Timeout(struct __kernel_timespec* ts, IoOp* op);  // ts must outlive the op
-  void Cancel(IoOp* target);                     // completes with no callback
-  void Close(int fd);                            // fire-and-forget close
+  void Cancel(IoOp* target);                             // completes with no callback
+  void Close(int fd);                                    // fire-and-forget close
 
   // The bytes of a receive completion with IORING_CQE_F_BUFFER, and their return.
   std::string_view BufferData(uint32_t flags, int res) const;

@@ -20,7 +20,8 @@ SmtpConnection::SmtpConnection(Worker* worker, IoRing* ring, int fd, ConnectionS
       client_ip_(setup_.socket_ip),
       client_port_(setup_.socket_port),
       phase_(setup_.proxy_protocol ? Phase::kProxyHeader : Phase::kSmtp),
-      last_activity_ms_(now_ms) {}
+      last_activity_ms_(now_ms),
+      last_progress_ms_(now_ms) {}
 
 SmtpConnection::~SmtpConnection() = default;
 
@@ -290,6 +291,16 @@ void SmtpConnection::Shutdown() {
 void SmtpConnection::CountRejections() {
   if (!session_) return;
   for (const std::string& reason : session_->TakeRejections()) worker_->CountRejection(reason);
+  worker_->CountCommands(session_->TakeCommandCounts());
+  // Progress for the timeouts: a complete command, or the start of content.
+  int64_t now = worker_->NowMs();
+  if (session_->commands() != commands_seen_) {
+    commands_seen_ = session_->commands();
+    last_progress_ms_ = now;
+  }
+  SmtpSession::Phase phase = session_->phase();
+  if (phase == SmtpSession::Phase::kData && !in_data_) data_started_ms_ = now;
+  in_data_ = phase == SmtpSession::Phase::kData;
 }
 
 void SmtpConnection::Flush() {

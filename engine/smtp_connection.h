@@ -58,6 +58,10 @@ class SmtpConnection {
   // False until the client's address is known (PROXY header read).
   bool admitted() const { return admitted_; }
   int64_t last_activity_ms() const { return last_activity_ms_; }
+  // When the last complete command was read (or the connection opened).
+  int64_t last_progress_ms() const { return last_progress_ms_; }
+  // While message content is being read: when it started; else -1.
+  int64_t data_started_ms() const { return in_data_ ? data_started_ms_ : -1; }
   bool waiting_for_spool() const { return waiting_for_spool_; }
   bool waiting_for_auth() const { return waiting_for_auth_; }
   bool closing() const { return closing_; }
@@ -113,14 +117,14 @@ class SmtpConnection {
   std::unique_ptr<SmtpSession> session_;
   Tls tls_state_ = Tls::kOff;
   std::unique_ptr<TlsSession> tls_;
-  std::string plaintext_;       // decrypted input, reused buffer
-  std::string wire_pending_;    // bytes for the socket not yet sent
+  std::string plaintext_;     // decrypted input, reused buffer
+  std::string wire_pending_;  // bytes for the socket not yet sent
   RecvOp recv_op_{this};
   SendOp send_op_{this};
   std::string out_pending_;   // replies (plaintext) not yet through TLS
   std::string out_inflight_;  // the wire bytes of the send in flight
   size_t inflight_sent_ = 0;
-  int inflight_ = 0;          // ring operations that will still complete
+  int inflight_ = 0;  // ring operations that will still complete
   bool recv_armed_ = false;
   bool send_armed_ = false;
   bool close_after_flush_ = false;
@@ -131,6 +135,10 @@ class SmtpConnection {
   bool tls_shutdown_sent_ = false;
   bool greeted_ = false;
   int64_t last_activity_ms_;
+  int64_t last_progress_ms_;
+  uint64_t commands_seen_ = 0;
+  bool in_data_ = false;
+  int64_t data_started_ms_ = 0;
 };
 
 }  // namespace postern::engine

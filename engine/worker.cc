@@ -187,7 +187,7 @@ absl::StatusOr<std::unique_ptr<TlsServerContext>> BuildTls(const config::v1::Con
     options.certificates.push_back(CertKeyPair{cert.cert_file(), cert.key_file()});
   }
   options.min_version = c.tls().min_version() == config::v1::TLS_VERSION_1_3 ? TlsVersion::kTls13
-                                                                            : TlsVersion::kTls12;
+                                                                             : TlsVersion::kTls12;
   switch (c.tls().ciphers()) {
     case config::v1::CIPHER_CLASS_STRONG:
       options.ciphers = CipherClass::kStrong;
@@ -403,15 +403,21 @@ void Worker::Spool(SmtpConnection* conn, const std::string& queue_id, AcceptedMe
   queue::v1::Envelope& env = record.envelope;
   env.set_queue_id(queue_id);
   env.set_sender(msg.sender);
-  for (std::string& r : msg.recipients) {
+  for (size_t i = 0; i < msg.recipients.size(); ++i) {
     queue::v1::Recipient* rcpt = env.add_recipients();
-    rcpt->set_address(std::move(r));
+    rcpt->set_address(std::move(msg.recipients[i]));
     rcpt->set_state(queue::v1::RECIPIENT_STATE_PENDING);
+    if (i < msg.recipient_dsn.size()) {
+      rcpt->set_notify(msg.recipient_dsn[i].notify);
+      rcpt->set_orcpt(msg.recipient_dsn[i].orcpt);
+    }
   }
+  env.set_dsn_ret(msg.dsn_ret);
+  env.set_dsn_envid(msg.dsn_envid);
   absl::Time now = absl::Now();
   env.mutable_arrival_time()->set_seconds(absl::ToUnixSeconds(now));
-  env.mutable_arrival_time()->set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(absl::ToUnixSeconds(now)))));
+  env.mutable_arrival_time()->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(now - absl::FromUnixSeconds(absl::ToUnixSeconds(now)))));
   env.set_helo(msg.helo);
   env.set_client_address(conn->client_ip());
   env.set_listener(config_.listeners(static_cast<int>(conn->listener_index())).name());
@@ -422,9 +428,9 @@ void Worker::Spool(SmtpConnection* conn, const std::string& queue_id, AcceptedMe
   record.body = std::move(msg.body);
   // The token carries the connection id: if the connection is gone when the
   // write completes, the message is still spooled and nobody is answered.
-  spool_inflight_[conn->id()] = InflightMessage{queue_id, env.sender(), conn->client_ip(),
-                                                env.recipients_size(),
-                                                static_cast<int64_t>(env.body_size())};
+  spool_inflight_[conn->id()] =
+      InflightMessage{queue_id, env.sender(), conn->client_ip(), env.recipients_size(),
+                      static_cast<int64_t>(env.body_size())};
   writer_->Submit(conn->id(), std::move(record));
 }
 
@@ -575,7 +581,8 @@ std::string TlsFailureClass(const std::string& reason) {
 static std::string CipherClassOf(const std::string& version, const std::string& cipher) {
   if (version == "TLSv1.3") return "strong";
   bool ecdhe = cipher.find("ECDHE") != std::string::npos;
-  bool aead = cipher.find("GCM") != std::string::npos || cipher.find("CHACHA20") != std::string::npos;
+  bool aead =
+      cipher.find("GCM") != std::string::npos || cipher.find("CHACHA20") != std::string::npos;
   if (ecdhe) return aead ? "strong" : "pfs";
   return "compat";
 }
@@ -595,6 +602,14 @@ void Worker::CountStartTlsDiscarded(size_t listener, uint64_t bytes) {
       .Emit();
 }
 
+void Worker::CountCommands(const std::array<uint64_t, kCommandVerbCount>& counts) {
+  for (size_t i = 0; i < counts.size(); ++i) {
+    if (counts[i] == 0) continue;
+    metrics_->Add(metrics::kSmtpCommands,
+                  metrics::VerbIndex(CommandVerbName(static_cast<CommandVerb>(i))), counts[i]);
+  }
+}
+
 void Worker::CountReceived(size_t listener, uint64_t bytes) {
   metrics_->Add(metrics::kBytesReceived, listener, bytes);
 }
@@ -606,13 +621,26 @@ void Worker::CountRejection(const std::string& reason) {
 void Worker::OnTick() {
   int64_t now = NowMs();
   limiter_->Sweep(now);
-  int64_t idle_ms = DurationMs(config_.limits().command_timeout());
+  int64_t command_ms = DurationMs(config_.limits().command_timeout());
+  int64_t data_ms = DurationMs(config_.limits().data_timeout());
   for (auto& [id, conn] : connections_) {
     if (conn->closing() || conn->waiting_for_spool() || conn->waiting_for_auth()) continue;
     if (draining_ && now >= drain_deadline_ms_) {
       conn->Shutdown();
-    } else if (idle_ms > 0 && now - conn->last_activity_ms() >= idle_ms) {
-      log::LogEvent("timeout").Add("conn", static_cast<int64_t>(id)).Emit();
+      continue;
+    }
+    // Timeouts count from progress, not from the last byte: a command line
+    // must be complete within command_timeout, the content within
+    // data_timeout, so a slow-drip client cannot hold a connection.
+    const char* which = nullptr;
+    int64_t data_started = conn->data_started_ms();
+    if (data_started >= 0) {
+      if (data_ms > 0 && now - data_started >= data_ms) which = "data";
+    } else if (command_ms > 0 && now - conn->last_progress_ms() >= command_ms) {
+      which = "command";
+    }
+    if (which != nullptr) {
+      log::LogEvent("timeout").Add("conn", static_cast<int64_t>(id)).Add("phase", which).Emit();
       conn->Timeout();
     }
   }

@@ -66,6 +66,7 @@ class Worker {
   void CountTlsHandshake(size_t listener, const std::string& version, const std::string& cipher,
                          const std::string& failure);
   void CountStartTlsDiscarded(size_t listener, uint64_t bytes);
+  void CountCommands(const std::array<uint64_t, kCommandVerbCount>& counts);
   // Verifies credentials off the loop; answers conn->AuthDone() later.
   void CheckAuth(SmtpConnection* conn, AuthRequest request);
   // The current listener TLS context; nullptr if none could be built.

@@ -15,6 +15,8 @@
 //
 // It opens the spool through SpoolStore::OpenReadOnly (a RocksDB secondary
 // instance) and so sees what was durable when it started.
+#include <google/protobuf/util/json_util.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -33,6 +35,7 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: postern-spool --dir <data_dir>/spool/<shard> [--json] list\n"
+    "       postern-spool --dir <data_dir>/spool/<shard> show <queue-id>\n"
     "       postern-spool --dir <data_dir>/spool/<shard> body <queue_id>\n"
     "       postern-spool --dir <data_dir>/spool/<shard> count\n";
 
@@ -149,14 +152,29 @@ int Run(int argc, char** argv) {
   if (dir.empty()) return Fail(absl::StrCat("--dir is required\n", kUsage));
   if (args.empty()) return Fail(absl::StrCat("missing command\n", kUsage));
   const std::string& command = args[0];
-  const size_t want_args = command == "body" ? 2 : 1;
-  if (command != "list" && command != "body" && command != "count") {
+  const size_t want_args = command == "body" || command == "show" ? 2 : 1;
+  if (command != "list" && command != "body" && command != "count" && command != "show") {
     return Fail(absl::StrCat("unknown command ", command, "\n", kUsage));
   }
   if (args.size() != want_args) return Fail(absl::StrCat("wrong arguments\n", kUsage));
 
   auto store = queue::SpoolStore::OpenReadOnly(dir);
   if (!store.ok()) return Fail(store.status());
+
+  if (command == "show") {
+    // The whole envelope (DSN parameters, client, TLS facts...) as JSON.
+    auto env = (*store)->ReadEnvelope(args[1]);
+    if (!env.ok()) return Fail(env.status());
+    std::string out;
+    google::protobuf::util::JsonPrintOptions opts;
+    opts.preserve_proto_field_names = true;
+    if (!google::protobuf::util::MessageToJsonString(*env, &out, opts).ok()) {
+      return Fail("cannot render the envelope");
+    }
+    out += "\n";
+    if (!WriteAll(out) || std::fflush(stdout) != 0) return Fail("writing stdout failed");
+    return 0;
+  }
 
   if (command == "body") {
     auto body = (*store)->ReadBody(args[1]);

@@ -4,13 +4,13 @@
 //
 // ADDR: "unix:/path/admin.sock" (default unix:./var/postern/admin.sock, the
 // embedded defaults' data dir) or a plain path to the socket.
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
 #include <cstdio>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <google/protobuf/util/json_util.h>
-#include <grpcpp/grpcpp.h>
 
 #include "proto/admin.grpc.pb.h"
 

@@ -16,8 +16,8 @@
 
 #include "common/log.h"
 #include "common/metrics_exposition.h"
-#include "control/config_defaults.h"
 #include "control/admin_service.h"
+#include "control/config_defaults.h"
 #include "control/config_loader.h"
 #include "control/default_certificate.h"
 #include "control/metrics_server.h"
@@ -45,8 +45,7 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
     std::string_view a = argv[i];
     auto value = [&](std::string_view name) -> const char* {
       if (a == name && i + 1 < argc) return argv[++i];
-      if (a.size() > name.size() + 1 && a.substr(0, name.size()) == name &&
-          a[name.size()] == '=') {
+      if (a.size() > name.size() + 1 && a.substr(0, name.size()) == name && a[name.size()] == '=') {
         return argv[i] + name.size() + 1;
       }
       return nullptr;
@@ -157,11 +156,10 @@ int main(int argc, char** argv) {
 
   postern::control::SupervisorOptions options;
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  options.workers = flags.workers > 0            ? static_cast<uint32_t>(flags.workers)
+  options.workers = flags.workers > 0              ? static_cast<uint32_t>(flags.workers)
                     : config->node().workers() > 0 ? config->node().workers()
                                                    : cores;
-  options.worker_binary =
-      flags.worker_binary.empty() ? FindWorkerBinary() : flags.worker_binary;
+  options.worker_binary = flags.worker_binary.empty() ? FindWorkerBinary() : flags.worker_binary;
   if (!flags.config_path.empty()) {
     std::string path = flags.config_path;
     options.reload = [path] { return LoadNodeConfig(path); };
