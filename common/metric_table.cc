@@ -44,7 +44,7 @@ constexpr std::array<MetricDef, kMetricCount> kDefs = {{
 }};
 
 // Keep "other" last: unknown reasons land there.
-constexpr std::array<std::string_view, 25> kRejectReasons = {
+constexpr std::array<std::string_view, 27> kRejectReasons = {
     "relay_denied",
     "line_too_long",
     "bare_lf",
@@ -69,6 +69,8 @@ constexpr std::array<std::string_view, 25> kRejectReasons = {
     "sender_not_owned",
     "client_cert_required",
     "client_cert_rejected",
+    "bdat_out_of_sync",
+    "pregreet",
     "other",
 };
 

@@ -47,6 +47,19 @@ void SmtpConnection::BeginSession() {
     StartTls();
     return;
   }
+  int64_t delay = worker_->GreetDelayMs();
+  if (delay > 0) {
+    greet_at_ms_ = worker_->NowMs() + delay;
+    return;
+  }
+  session_->Start(&out_pending_);
+  Flush();
+}
+
+void SmtpConnection::MaybeGreet(int64_t now_ms) {
+  if (greet_at_ms_ < 0 || now_ms < greet_at_ms_ || closing_ || !session_) return;
+  greet_at_ms_ = -1;
+  last_progress_ms_ = now_ms;
   session_->Start(&out_pending_);
   Flush();
 }
@@ -107,6 +120,17 @@ void SmtpConnection::HandleWireBytes(std::string_view data) {
     return;
   }
   if (!session_) return;  // refused; waiting for the reply to flush
+  if (greet_at_ms_ >= 0) {
+    // The client spoke before our greeting: a real MTA waits for the 220.
+    greet_at_ms_ = -1;
+    worker_->CountRejection("pregreet");
+    log::LogEvent("pregreet", log::Level::kWarn)
+        .Add("conn", static_cast<int64_t>(setup_.id))
+        .Add("client", client_ip_)
+        .Emit();
+    Refuse("421 4.7.0 Error: SMTP protocol violation (talked before the greeting)\r\n");
+    return;
+  }
   if (tls_state_ != Tls::kOff) {
     HandleCiphertext(data);
     return;

@@ -42,6 +42,8 @@ class SmtpConnection {
   SmtpConnection& operator=(const SmtpConnection&) = delete;
 
   void Start();
+  // Sends the greeting if a greet delay has passed (called by the tick).
+  void MaybeGreet(int64_t now_ms);
   // The spool's answer for the message this connection handed over.
   void SpoolDone(const absl::Status& status, const std::string& queue_id);
   // Idle too long: 421 4.4.2 and close.
@@ -134,6 +136,7 @@ class SmtpConnection {
   bool waiting_for_auth_ = false;
   bool tls_shutdown_sent_ = false;
   bool greeted_ = false;
+  int64_t greet_at_ms_ = -1;  // >= 0: greeting held until then
   int64_t last_activity_ms_;
   int64_t last_progress_ms_;
   uint64_t commands_seen_ = 0;

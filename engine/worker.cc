@@ -104,6 +104,8 @@ Worker::~Worker() {
 
 int64_t Worker::NowMs() const { return MonotonicMs(); }
 
+int64_t Worker::GreetDelayMs() const { return DurationMs(config_.limits().greet_delay()); }
+
 absl::Status Worker::Init(const ipc::v1::WorkerSetup& setup) {
   shard_ = setup.shard();
   absl::Status st = ring_.Init(kRingEntries, kRecvBuffers, kRecvBufferSize);
@@ -629,6 +631,7 @@ void Worker::OnTick() {
       conn->Shutdown();
       continue;
     }
+    conn->MaybeGreet(now);
     // Timeouts count from progress, not from the last byte: a command line
     // must be complete within command_timeout, the content within
     // data_timeout, so a slow-drip client cannot hold a connection.

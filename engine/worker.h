@@ -72,6 +72,7 @@ class Worker {
   // The current listener TLS context; nullptr if none could be built.
   TlsServerContext* tls_context() const { return tls_.get(); }
   int64_t NowMs() const;
+  int64_t GreetDelayMs() const;
 
  private:
   struct Listener;

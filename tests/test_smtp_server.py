@@ -188,6 +188,19 @@ class ServerTest(unittest.TestCase):
         # command_timeout is 2 s; one byte every 0.3 s would otherwise last 7 s.
         self.assertLess(time.monotonic() - started, 5)
 
+    def test_pregreet_talker_is_refused_patient_client_is_greeted(self):
+        node = Node(workers=1, extra_yaml="limits: { greet_delay: 1s }\n").start()
+        self.addCleanup(node.close)
+        with socket.create_connection(("127.0.0.1", node.smtp_port), timeout=10) as s:
+            s.sendall(b"EHLO eager.test\r\n")
+            self.assertTrue(read_reply(s).startswith(b"421 4.7.0"))
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", node.smtp_port), timeout=10) as s:
+            self.assertTrue(read_reply(s).startswith(b"220 "))
+            self.assertGreaterEqual(time.monotonic() - started, 0.9)
+        wait_for(lambda: node.metric("postern_messages_rejected_total", 'reason="pregreet"') == 1,
+                 what="pregreet counted")
+
     def test_not_an_open_relay(self):
         node = Node(workers=1, relay_yaml="  accepted_domains: [example.com]\n"
                                           "  trusted_networks: [10.0.0.0/8]\n").start()
