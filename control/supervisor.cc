@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <ctime>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "proto/worker_ipc.pb.h"
 
@@ -29,15 +30,7 @@ constexpr int64_t kStableMs = 60000;
 constexpr int64_t kKillGraceMs = 5000;
 constexpr int64_t kTicketKeyRotationMs = 3600 * 1000;
 
-int64_t NowMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t DurationMs(const google::protobuf::Duration& d) {
-  return d.seconds() * 1000 + d.nanos() / 1000000;
-}
+int64_t NowMs() { return MonotonicMs(); }
 
 }  // namespace
 

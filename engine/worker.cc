@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "absl/time/clock.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "engine/socket_address.h"
 
@@ -22,16 +23,6 @@ constexpr unsigned kRecvBuffers = 1024;
 constexpr unsigned kRecvBufferSize = 16 * 1024;
 constexpr int kListenBacklog = 4096;
 constexpr int64_t kTickMs = 250;
-
-int64_t MonotonicMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t DurationMs(const google::protobuf::Duration& d) {
-  return d.seconds() * 1000 + d.nanos() / 1000000;
-}
 
 }  // namespace
 

@@ -5,6 +5,7 @@ sends SIGTERM and waits, and kill() is the fallback, so no test leaves
 processes behind.
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,6 +26,18 @@ def binary(name: str) -> str:
         "posternctl": "cmd/posternctl/posternctl",
     }
     return os.path.join(BIN, paths[name])
+
+
+def read_reply(sock, timeout=20):
+    """Reads until a complete (possibly multi-line) SMTP reply has arrived."""
+    sock.settimeout(timeout)
+    data = b""
+    while not re.search(rb"(^|\r\n)\d{3} [^\r\n]*\r\n$", data):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def free_port() -> int:

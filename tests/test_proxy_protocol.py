@@ -10,19 +10,9 @@ import subprocess
 import tempfile
 import unittest
 
-from node import Node, free_port, wait_for
+from node import Node, read_reply, free_port, wait_for
 
 QUEUED = re.compile(rb"250 2\.0\.0 Ok: queued as ([0-9A-F]+)")
-
-
-def read_reply(sock):
-    data = b""
-    while not re.search(rb"(^|\r\n)\d{3} [^\r\n]*\r\n$", data):
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 class ProxyListenerTest(unittest.TestCase):

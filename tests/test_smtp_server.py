@@ -8,20 +8,9 @@ import subprocess
 import time
 import unittest
 
-from node import Node, wait_for
+from node import Node, read_reply, wait_for
 
 QUEUED = re.compile(rb"250 2\.0\.0 Ok: queued as ([0-9A-F]+)")
-
-
-def read_reply(sock, timeout=20):
-    sock.settimeout(timeout)
-    data = b""
-    while not re.search(rb"(^|\r\n)\d{3} [^\r\n]*\r\n$", data):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def read_replies(sock, n):

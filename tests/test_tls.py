@@ -11,7 +11,7 @@ import tempfile
 import time
 import unittest
 
-from node import Node, binary, wait_for
+from node import Node, read_reply, binary, wait_for
 from tls_helpers import client_context, make_client_cert, spki_fingerprint
 
 QUEUED = re.compile(rb"queued as ([0-9A-F]+)")
@@ -20,16 +20,6 @@ LISTENERS = {
     "submission": "tls: require, auth: after_tls",
     "submissions": "tls: implicit, auth: after_tls",
 }
-
-
-def read_reply(sock):
-    data = b""
-    while not re.search(rb"(^|\r\n)\d{3} [^\r\n]*\r\n$", data):
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def received_header(node, queue_id):
