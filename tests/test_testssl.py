@@ -24,7 +24,8 @@ def scan(port, starttls, checks):
 @unittest.skipIf(shutil.which("testssl") is None, "testssl.sh not installed")
 class TestSslTest(unittest.TestCase):
     def start(self, tls_yaml):
-        node = Node(workers=1, listeners={"mta": "tls: offer", "smtps": "tls: implicit"},
+        node = Node(workers=1, listeners={"mta": "tls: offer", "smtps": "tls: implicit",
+                                          "submission": "tls: require, auth: after_tls"},
                     extra_yaml=tls_yaml).start()
         self.addCleanup(node.close)
         return node
@@ -40,6 +41,10 @@ class TestSslTest(unittest.TestCase):
                      "cipherlist_3DES_IDEA"):
             self.assertEqual(found[weak], "not offered", weak)
         self.assertTrue(found["cipherlist_STRONG"].startswith("offered"))
+        # The submission listener (tls: require) negotiates the same way.
+        sub = scan(node.ports["submission"], True, ["-p"])
+        for version in ("SSLv2", "SSLv3", "TLS1", "TLS1_1", "TLS1_2", "TLS1_3"):
+            self.assertEqual(sub[version], found[version], version)
         # The pfs class allows ECDHE with CBC ("average") for older senders.
         self.assertTrue(found["cipherlist_AVERAGE"].startswith("offered"))
 

@@ -234,7 +234,11 @@ class AuthTest(TlsNodeTest):
         return code, s
 
     def test_authenticated_user_relays_and_credentials_stay_out_of_logs(self):
-        code, s = self.login("correct horse")
+        s = smtplib.SMTP("127.0.0.1", self.port("submission"), timeout=30)
+        s.ehlo("c.test")
+        s.starttls(context=client_context())
+        s.ehlo("c.test")
+        code, _ = s.login("alice", "correct horse")
         self.assertEqual(code, 235)
         with s:
             s.mail("alice@example.com")
