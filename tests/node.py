@@ -177,4 +177,10 @@ listeners:
         self.kill()
         if self.log is not None:
             self.log.close()
+        logs = self.logs()
         self.tmp.cleanup()
+        # Under the asan build a sanitizer report fails the test that
+        # provoked it, even if the crashed worker was restarted.
+        for marker in ("ERROR: AddressSanitizer", "runtime error:"):
+            if marker in logs:
+                raise AssertionError(f"sanitizer report in node logs:\n{logs[-4000:]}")

@@ -4,7 +4,8 @@
 #   2. integration tests in tests/ against real peers (swaks, smtplib,
 #      openssl, testssl.sh, HAProxy, Postfix, promtool)
 #   3. a short, bounded libFuzzer run of every fuzz target (tools/fuzz.sh)
-#   4. the unit tests again under ASan + UBSan (--config=asan)
+#   4. the unit tests again under ASan + UBSan (--config=asan), and the
+#      SMTP/TLS/PROXY integration tests against the sanitizer binaries
 # The last line is "N passed, N failed, N skipped"; exit status 0 only if
 # none failed.
 set -uo pipefail
@@ -73,6 +74,19 @@ if [[ $fuzz_ok -eq 0 && $fuzz_bad -eq 0 ]]; then failed=$((failed + 1)); fi
 
 echo "== unit tests under ASan+UBSan"
 run_bazel_tests --config=asan
+
+echo "== integration tests against the ASan+UBSan binaries"
+asan_out=$(mktemp)
+POSTERN_BIN="$(bazel info --config=asan bazel-bin)" ASAN_OPTIONS=detect_leaks=0 \
+  UBSAN_OPTIONS=print_stacktrace=1 python3 tests/run.py "test_[fpst]*.py" 2>&1 | tee "$asan_out"
+last=$(tail -n 1 "$asan_out")
+rm -f "$asan_out"
+if [[ "$last" =~ ^INTEGRATION\ ([0-9]+)\ ([0-9]+)\ ([0-9]+)$ ]]; then
+  add_counts "${BASH_REMATCH[1]} ${BASH_REMATCH[2]} ${BASH_REMATCH[3]}"
+else
+  echo "asan integration runner did not finish"
+  failed=$((failed + 1))
+fi
 
 echo "$passed passed, $failed failed, $skipped skipped"
 [[ $failed -eq 0 ]]
