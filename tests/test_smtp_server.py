@@ -190,6 +190,35 @@ class ServerTest(unittest.TestCase):
         wait_for(lambda: node.metric("postern_messages_rejected_total", 'reason="pregreet"') == 1,
                  what="pregreet counted")
 
+    def test_per_address_concurrency_and_rate_limits(self):
+        # Loopback is untrusted here (trusted networks are exempt).
+        node = Node(workers=1, relay_yaml="  accepted_domains: [example.com]\n"
+                                          "  trusted_networks: [10.0.0.0/8]\n",
+                    extra_yaml="limits: { max_connections_per_ip: 2, "
+                               "max_connection_rate_per_ip: 4 }\n").start()
+        self.addCleanup(node.close)
+        held = []
+        for _ in range(2):
+            c = socket.create_connection(("127.0.0.1", node.smtp_port), timeout=10)
+            self.addCleanup(c.close)
+            self.assertTrue(read_reply(c).startswith(b"220 "))
+            held.append(c)
+        with socket.create_connection(("127.0.0.1", node.smtp_port), timeout=10) as c:
+            self.assertTrue(read_reply(c).startswith(b"421 4.7.0 Too many connections"))
+        for c in held:
+            c.close()
+        wait_for(lambda: node.metric("postern_connections_active") == 0,
+                 what="closed connections released")
+        # Two more connections use up the rate budget of 4 per minute.
+        for _ in range(2):
+            with socket.create_connection(("127.0.0.1", node.smtp_port), timeout=10) as c:
+                self.assertTrue(read_reply(c).startswith(b"220 "))
+        with socket.create_connection(("127.0.0.1", node.smtp_port), timeout=10) as c:
+            self.assertTrue(read_reply(c).startswith(b"421 4.7.0"))
+        self.assertEqual(int(node.spool("count").decode()), 0)
+        wait_for(lambda: node.metric("postern_connections_refused_total") == 2,
+                 what="refusals counted")
+
     def test_not_an_open_relay(self):
         node = Node(workers=1, relay_yaml="  accepted_domains: [example.com]\n"
                                           "  trusted_networks: [10.0.0.0/8]\n").start()
