@@ -238,9 +238,9 @@ TEST(SmtpCommandTest, Notify) {
   EXPECT_EQ(CanonicalNotify("never"), "NEVER");
   EXPECT_EQ(CanonicalNotify("success,Failure"), "SUCCESS,FAILURE");
   EXPECT_EQ(CanonicalNotify("DELAY,SUCCESS,FAILURE"), "DELAY,SUCCESS,FAILURE");
-  for (std::string_view bad : {"", "NEVER,SUCCESS", "FAILURE,NEVER", "SUCCESS,SUCCESS", "SUCCESS,",
-                               ",SUCCESS", "SUCCESS,,FAILURE", "ALWAYS", "SUCCESS FAILURE",
-                               "NEVER,NEVER"}) {
+  for (std::string_view bad :
+       {"", "NEVER,SUCCESS", "FAILURE,NEVER", "SUCCESS,SUCCESS", "SUCCESS,", ",SUCCESS",
+        "SUCCESS,,FAILURE", "ALWAYS", "SUCCESS FAILURE", "NEVER,NEVER"}) {
     EXPECT_EQ(CanonicalNotify(bad), "") << bad;
   }
 }

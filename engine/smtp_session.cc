@@ -731,12 +731,9 @@ struct SmtpSession::State {
     // The extensions offered. BINARYMIME is not: content is relayed as is,
     // and binary content could not go on to a next hop without CHUNKING.
     std::vector<std::string> keywords = {
-        "PIPELINING",
-        absl::StrCat("SIZE ", context.limits.max_message_size),
-        "8BITMIME",
-        "SMTPUTF8",
-        "CHUNKING",
-        "DSN",
+        "PIPELINING", absl::StrCat("SIZE ", context.limits.max_message_size),
+        "8BITMIME",   "SMTPUTF8",
+        "CHUNKING",   "DSN",
     };
     if (!tls_active && (context.tls_mode == SessionContext::TlsMode::kOffer ||
                         context.tls_mode == SessionContext::TlsMode::kRequire)) {
@@ -857,7 +854,8 @@ struct SmtpSession::State {
     for (const auto& [key, value] : cmd.parameters) {
       if (key == "NOTIFY") {
         dsn.notify = CanonicalNotify(value);
-        if (dsn.notify.empty()) return Reject(out, "501 5.5.4 Bad NOTIFY parameter syntax", "syntax");
+        if (dsn.notify.empty())
+          return Reject(out, "501 5.5.4 Bad NOTIFY parameter syntax", "syntax");
       } else if (key == "ORCPT") {
         if (!IsValidOrcpt(value, smtputf8)) {
           return Reject(out, "501 5.5.4 Bad ORCPT parameter syntax", "syntax");

@@ -80,8 +80,8 @@ struct SessionLimits {
   // (RFC 5321 4.5.3.1.4; RFC 3461 4 allows +100 on MAIL for ENVID and +500 on
   // RCPT for NOTIFY and ORCPT, RFC 4954 5 +500 on MAIL for AUTH=).
   size_t mail_rcpt_line_extension = 500;
-  size_t max_text_line = 1000;    // RFC 5321 4.5.3.1.6, CRLF included
-  size_t max_errors = 20;         // then 421 and close
+  size_t max_text_line = 1000;  // RFC 5321 4.5.3.1.6, CRLF included
+  size_t max_errors = 20;       // then 421 and close
 };
 
 // Facts about the connection, fixed for the session's life.

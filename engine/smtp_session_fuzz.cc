@@ -40,11 +40,11 @@ using postern::engine::AuthRequest;
 using postern::engine::CanonicalNotify;
 using postern::engine::CommandVerb;
 using postern::engine::CommandVerbName;
+using postern::engine::DomainMatches;
+using postern::engine::InboundPolicy;
 using postern::engine::IsValidOrcpt;
 using postern::engine::IsXtext;
 using postern::engine::kCommandVerbCount;
-using postern::engine::DomainMatches;
-using postern::engine::InboundPolicy;
 using postern::engine::MailboxDomain;
 using postern::engine::PartnerRule;
 using postern::engine::RelayPolicy;
@@ -190,7 +190,7 @@ struct RunResult {
   std::string out;
   std::vector<std::string> bodies;
   std::vector<std::string> envelopes;  // sender, recipients and DSN, flattened
-  std::vector<std::string> users;  // user names handed out for checking
+  std::vector<std::string> users;      // user names handed out for checking
   bool closed = false;
   std::array<uint64_t, kCommandVerbCount> command_counts{};
 };

@@ -1301,7 +1301,7 @@ const std::string kBdatConversation =
     "RCPT TO:<bob@example.com>\r\n"
     "RCPT TO:<eve@elsewhere.test>\r\n"
     "BDAT 10\r\n"
-    "MAIL FROM:"   // content, not a command
+    "MAIL FROM:"  // content, not a command
     "BDAT 13 LAST\r\n"
     "<x>\r\nQUIT\r\nab"
     "NOOP\r\n"
@@ -1320,8 +1320,7 @@ TEST(SmtpSessionBdatTest, PipelinedWithCommands) {
                                            "221 2.0.0 Bye\r\n");
   EXPECT_EQ(d.last_event(), Event::kClose);
   ASSERT_EQ(d.messages().size(), 1u);
-  EXPECT_EQ(d.messages()[0].body,
-            std::string(kPlainReceived) + "MAIL FROM:<x>\r\nQUIT\r\nab\r\n");
+  EXPECT_EQ(d.messages()[0].body, std::string(kPlainReceived) + "MAIL FROM:<x>\r\nQUIT\r\nab\r\n");
 }
 
 TEST(SmtpSessionBdatTest, PipelinedCommandsWaitForSpool) {
@@ -1437,7 +1436,7 @@ TEST(SmtpSessionBdatTest, BareCrOrLfRefusedAtLast) {
   for (std::string_view chunks : {
            "BDAT 3 LAST\r\na\nb",
            "BDAT 3 LAST\r\na\rb",
-           "BDAT 3 LAST\r\nab\r",           // a final CR
+           "BDAT 3 LAST\r\nab\r",              // a final CR
            "BDAT 2\r\na\rBDAT 2 LAST\r\nb\n",  // CR, then not LF
            "BDAT 1\r\n\nBDAT 0 LAST\r\n",
        }) {
@@ -1567,8 +1566,9 @@ TEST(SmtpSessionDsnTest, ParametersAreStoredWithTheMessage) {
   d.Send("EHLO client.test\r\n");
   EXPECT_EQ(d.Send("MAIL FROM:<alice@client.test> ret=hdrs ENVID=QQ+2B314159\r\n"),
             "250 2.1.0 Ok\r\n");
-  EXPECT_EQ(d.Send("RCPT TO:<a@example.com> NOTIFY=success,DELAY ORCPT=rfc822;A+2Bx@example.com\r\n"),
-            "250 2.1.5 Ok\r\n");
+  EXPECT_EQ(
+      d.Send("RCPT TO:<a@example.com> NOTIFY=success,DELAY ORCPT=rfc822;A+2Bx@example.com\r\n"),
+      "250 2.1.5 Ok\r\n");
   EXPECT_EQ(d.Send("RCPT TO:<x@elsewhere.test> NOTIFY=NEVER\r\n"),
             "554 5.7.1 Relay access denied\r\n");
   EXPECT_EQ(d.Send("RCPT TO:<b@example.com>\r\n"), "250 2.1.5 Ok\r\n");
@@ -1626,7 +1626,8 @@ TEST(SmtpSessionDsnTest, InvalidValues) {
   EXPECT_EQ(d.Send(mail + "ENVID=" + std::string(100, 'e') + "\r\n"), "250 2.1.0 Ok\r\n");
 
   const std::string rcpt = "RCPT TO:<b@example.com> ";
-  for (std::string_view notify : {"NEVER,SUCCESS", "SUCCESS,SUCCESS", "ALWAYS", "SUCCESS,", "NONE"}) {
+  for (std::string_view notify :
+       {"NEVER,SUCCESS", "SUCCESS,SUCCESS", "ALWAYS", "SUCCESS,", "NONE"}) {
     EXPECT_EQ(d.Send(rcpt + "NOTIFY=" + std::string(notify) + "\r\n"),
               "501 5.5.4 Bad NOTIFY parameter syntax\r\n")
         << notify;
