@@ -74,42 +74,6 @@ bool StartsWithVerb(std::string_view line, std::string_view verb) {
          line[verb.size()] == '\n';
 }
 
-CommandVerb ToCommandVerb(SmtpCommand::Verb verb) {
-  switch (verb) {
-    case Verb::kEhlo:
-      return CommandVerb::kEhlo;
-    case Verb::kHelo:
-      return CommandVerb::kHelo;
-    case Verb::kMail:
-      return CommandVerb::kMail;
-    case Verb::kRcpt:
-      return CommandVerb::kRcpt;
-    case Verb::kData:
-      return CommandVerb::kData;
-    case Verb::kBdat:
-      return CommandVerb::kBdat;
-    case Verb::kRset:
-      return CommandVerb::kRset;
-    case Verb::kNoop:
-      return CommandVerb::kNoop;
-    case Verb::kQuit:
-      return CommandVerb::kQuit;
-    case Verb::kHelp:
-      return CommandVerb::kHelp;
-    case Verb::kVrfy:
-      return CommandVerb::kVrfy;
-    case Verb::kExpn:
-      return CommandVerb::kExpn;
-    case Verb::kStarttls:
-      return CommandVerb::kStarttls;
-    case Verb::kAuth:
-      return CommandVerb::kAuth;
-    case Verb::kUnknown:
-      break;
-  }
-  return CommandVerb::kUnknown;
-}
-
 // Best-effort erasure of secrets: volatile stores the compiler cannot drop as
 // dead (the session may not link libsodium's sodium_memzero; it stays pure).
 void Wipe(char* p, size_t n) {
@@ -530,7 +494,7 @@ struct SmtpSession::State {
 
   void HandleCommand(std::string_view line, std::string* out) {
     absl::StatusOr<SmtpCommand> parsed = ParseSmtpCommand(line);
-    CountCommand(parsed.ok() ? ToCommandVerb(parsed->verb) : CommandVerb::kUnknown);
+    CountCommand(parsed.ok() ? parsed->verb : CommandVerb::kUnknown);
     if (!parsed.ok()) {
       // The parser's message is the reply line (see smtp_command.h).
       const absl::string_view reply = parsed.status().message();

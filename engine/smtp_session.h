@@ -69,6 +69,7 @@
 #include "absl/time/time.h"
 #include "engine/inbound_policy.h"
 #include "engine/relay_policy.h"
+#include "engine/smtp_command.h"
 
 namespace postern::engine {
 
@@ -171,26 +172,11 @@ struct AcceptedMessage {
   std::string body;
 };
 
-// The command verbs counted for metrics. kUnknown: unrecognised verbs, lines
-// that fail to parse (whatever their verb) and over-long lines.
-enum class CommandVerb {
-  kEhlo,
-  kHelo,
-  kMail,
-  kRcpt,
-  kData,
-  kBdat,
-  kRset,
-  kNoop,
-  kQuit,
-  kHelp,
-  kVrfy,
-  kExpn,
-  kStarttls,
-  kAuth,
-  kUnknown,
-};
-inline constexpr size_t kCommandVerbCount = static_cast<size_t>(CommandVerb::kUnknown) + 1;
+// The command verbs counted for metrics are the parser's verbs. kUnknown:
+// unrecognised verbs, lines that fail to parse (whatever their verb) and
+// over-long lines.
+using CommandVerb = SmtpCommand::Verb;
+inline constexpr size_t kCommandVerbCount = static_cast<size_t>(SmtpCommand::Verb::kBdat) + 1;
 
 // "EHLO", ..., "STARTTLS", "AUTH", "UNKNOWN": fixed strings, safe as metric
 // label values.
