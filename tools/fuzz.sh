@@ -3,6 +3,7 @@
 #
 #   tools/fuzz.sh [--build-only] [TARGET...]      (default: every target)
 #   FUZZ_SECONDS=60 tools/fuzz.sh proxy_header_fuzz
+#   FUZZ_SEED=1 FUZZ_RUNS=20000 tools/fuzz.sh      (reproducible: tools/test.sh)
 #
 # Under Bazel each fuzz target only replays its seed corpus (a regression
 # test; see tools/build_defs/cc.bzl). This script builds the same sources with
@@ -11,7 +12,10 @@
 # (gitignored); protobuf code for the config target is generated there too.
 #
 # Each target then runs for FUZZ_SECONDS (default 20) on a temporary copy of
-# its seed corpus: new inputs libFuzzer finds never land in the committed
+# its seed corpus, with a random seed unless FUZZ_SEED is set. FUZZ_RUNS
+# bounds the number of inputs instead of the time (FUZZ_SECONDS stays a cap);
+# a fixed seed and run count make a run repeatable, which is what the test
+# suite wants, while exploratory runs keep random seeds: new inputs libFuzzer finds never land in the committed
 # corpus. Add an input to testdata/ by hand when it is worth keeping.
 #
 # Output: one line per target, "fuzz NAME: ok (N runs)", or "fuzz NAME:
@@ -22,6 +26,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
+FUZZ_SEED="${FUZZ_SEED:-}"
+FUZZ_RUNS="${FUZZ_RUNS:-}"
 OUT=.fuzz
 GEN="$OUT/gen"
 
@@ -133,8 +139,11 @@ for spec in "${TARGETS[@]}"; do
   work=$(mktemp -d)
   mkdir -p "$work/corpus" "$work/artifacts"
   cp -R "$corpus/." "$work/corpus/"
+  bound_flags=()
+  [[ -n "$FUZZ_SEED" ]] && bound_flags+=(-seed="$FUZZ_SEED")
+  [[ -n "$FUZZ_RUNS" ]] && bound_flags+=(-runs="$FUZZ_RUNS")
   rc=0
-  "$binary" -max_total_time="$FUZZ_SECONDS" -timeout=10 -print_final_stats=1 \
+  "$binary" "${bound_flags[@]}" -max_total_time="$FUZZ_SECONDS" -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$work/artifacts/" "${run_flags[@]}" "$work/corpus" \
     >"$work/log" 2>&1 || rc=$?
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -n 1)

@@ -13,7 +13,7 @@ BUILD_PKGS=(
 TEST_PKGS=(
   swaks openssl prometheus python3 binutils curl clang libclang-rt-14-dev haproxy
   procps libnet-ssleay-perl libio-socket-ssl-perl testssl.sh
-  postfix
+  postfix dnsmasq-base gnuplot-nox
 )
 
 want=("${BUILD_PKGS[@]}")
