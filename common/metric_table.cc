@@ -41,6 +41,26 @@ constexpr std::array<MetricDef, kMetricCount> kDefs = {{
      MetricType::kCounter, LabelKind::kListener, Buckets::kNone},
     {"auth_attempts_total", "SMTP AUTH attempts, by result.", MetricType::kCounter,
      LabelKind::kAuthResult, Buckets::kNone},
+    {"deliveries_total", "Recipient delivery attempts, by result.", MetricType::kCounter,
+     LabelKind::kDeliveryResult, Buckets::kNone},
+    {"deferrals_total", "Recipients deferred, by reason class.", MetricType::kCounter,
+     LabelKind::kDeferReason, Buckets::kNone},
+    {"dsns_sent_total", "Delivery status notifications queued (bounces and delay warnings).",
+     MetricType::kCounter, LabelKind::kNone, Buckets::kNone},
+    {"delivery_seconds", "Time from a delivery attempt's start to its last reply.",
+     MetricType::kHistogram, LabelKind::kNone, Buckets::kLatencySeconds},
+    {"outbound_sessions_total", "Outbound SMTP sessions, by TLS outcome.", MetricType::kCounter,
+     LabelKind::kOutboundTls, Buckets::kNone},
+    {"outbound_connections_active", "Outbound SMTP connections open now.", MetricType::kGauge,
+     LabelKind::kNone, Buckets::kNone},
+    {"queue_messages", "Messages in the shard's queue.", MetricType::kGauge, LabelKind::kNone,
+     Buckets::kNone, true},
+    {"queue_deferred_messages", "Messages of the shard waiting for a retry.", MetricType::kGauge,
+     LabelKind::kNone, Buckets::kNone, true},
+    {"queue_held_messages", "Messages of the shard on operator hold.", MetricType::kGauge,
+     LabelKind::kNone, Buckets::kNone, true},
+    {"queue_oldest_seconds", "Age of the shard's oldest queued message.", MetricType::kGauge,
+     LabelKind::kNone, Buckets::kNone, true},
 }};
 
 // Keep "other" last: unknown reasons land there.
@@ -96,6 +116,24 @@ constexpr std::array<std::string_view, 15> kVerbs = {
     "QUIT", "HELP", "VRFY", "EXPN", "STARTTLS", "AUTH", "UNKNOWN",
 };
 
+constexpr std::array<std::string_view, 3> kDeliveryResults = {"delivered", "deferred", "failed"};
+constexpr std::array<std::string_view, 5> kDeferReasons = {"connection", "temporary_reply",
+                                                           "tls_required", "dns", "other"};
+constexpr std::array<std::string_view, 12> kOutboundTls = {
+    "plaintext",
+    "tls_verified",
+    "tls_pinned",
+    "tls_unverified",
+    "starttls-not-supported",
+    "certificate-host-mismatch",
+    "certificate-expired",
+    "certificate-not-trusted",
+    "validation-failure",
+    "pin-mismatch",
+    "protocol-version-too-low",
+    "other",
+};
+
 constexpr std::array<double, 14> kLatency = {0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05,
                                              0.1,    0.2,   0.5,   1,     2,    5,    10};
 constexpr std::array<double, 10> kBatch = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
@@ -143,6 +181,17 @@ size_t AuthResultIndex(std::string_view result) {
 
 std::span<const std::string_view> VerbNames() { return kVerbs; }
 
+std::span<const std::string_view> DeliveryResultNames() { return kDeliveryResults; }
+std::span<const std::string_view> DeferReasonNames() { return kDeferReasons; }
+std::span<const std::string_view> OutboundTlsNames() { return kOutboundTls; }
+
+size_t NameIndex(std::span<const std::string_view> names, std::string_view name) {
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == name) return i;
+  }
+  return names.size() - 1;
+}
+
 size_t VerbIndex(std::string_view verb) {
   for (size_t i = 0; i < kVerbs.size(); ++i) {
     if (kVerbs[i] == verb) return i;
@@ -176,6 +225,12 @@ size_t LabelCardinality(LabelKind kind) {
       return kAuthResults.size();
     case LabelKind::kVerb:
       return kVerbs.size();
+    case LabelKind::kDeliveryResult:
+      return kDeliveryResults.size();
+    case LabelKind::kDeferReason:
+      return kDeferReasons.size();
+    case LabelKind::kOutboundTls:
+      return kOutboundTls.size();
   }
   return 1;
 }

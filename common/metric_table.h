@@ -23,11 +23,14 @@ enum class MetricType { kCounter, kGauge, kHistogram };
 // bounded (no per-address or per-domain labels).
 enum class LabelKind {
   kNone,
-  kListener,      // index of the listener in the config (names come from config)
-  kRejectReason,  // RejectReasonNames()
-  kListenerTls,   // listener x TlsOutcomes(): index ListenerTlsIndex()
-  kAuthResult,    // AuthResultNames()
-  kVerb,          // VerbNames()
+  kListener,        // index of the listener in the config (names come from config)
+  kRejectReason,    // RejectReasonNames()
+  kListenerTls,     // listener x TlsOutcomes(): index ListenerTlsIndex()
+  kAuthResult,      // AuthResultNames()
+  kVerb,            // VerbNames()
+  kDeliveryResult,  // DeliveryResultNames(): per recipient and attempt
+  kDeferReason,     // DeferReasonNames()
+  kOutboundTls,     // OutboundTlsNames(): TLS outcome of an outbound session
 };
 
 // Histogram bucket sets (upper bounds, +Inf implied).
@@ -62,6 +65,16 @@ enum MetricId : uint32_t {
   kTlsHandshakes,
   kStartTlsDiscardedBytes,
   kAuthAttempts,
+  kDeliveries,
+  kDeferrals,
+  kDsnsSent,
+  kDeliverySeconds,
+  kOutboundSessions,
+  kOutboundConnectionsActive,
+  kQueueMessages,
+  kQueueDeferred,
+  kQueueHeld,
+  kQueueOldestSeconds,
   kMetricCount,
 };
 
@@ -88,6 +101,16 @@ size_t ListenerTlsIndex(size_t listener, std::string_view version, std::string_v
                         std::string_view failure);
 
 std::span<const std::string_view> AuthResultNames();  // ok, failed, throttled
+
+// delivered, deferred, failed
+std::span<const std::string_view> DeliveryResultNames();
+// connection, temporary_reply, tls_required, dns, other
+std::span<const std::string_view> DeferReasonNames();
+// Outbound session TLS outcomes: "plaintext", "tls_verified", "tls_pinned",
+// "tls_unverified", then the RFC 8460 result types of failures, "other" last.
+std::span<const std::string_view> OutboundTlsNames();
+// Index in a name list; an unknown name counts as the last entry ("other").
+size_t NameIndex(std::span<const std::string_view> names, std::string_view name);
 
 // SMTP verbs for smtp_commands_total; anything else is "UNKNOWN" (last).
 std::span<const std::string_view> VerbNames();

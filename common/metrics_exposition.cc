@@ -76,6 +76,21 @@ std::vector<std::pair<size_t, LabelSet>> Series(const MetricDef& def, const Expo
         out.push_back({i, {{"result", std::string(AuthResultNames()[i])}}});
       }
       break;
+    case LabelKind::kDeliveryResult:
+      for (size_t i = 0; i < DeliveryResultNames().size(); ++i) {
+        out.push_back({i, {{"result", std::string(DeliveryResultNames()[i])}}});
+      }
+      break;
+    case LabelKind::kDeferReason:
+      for (size_t i = 0; i < DeferReasonNames().size(); ++i) {
+        out.push_back({i, {{"reason", std::string(DeferReasonNames()[i])}}});
+      }
+      break;
+    case LabelKind::kOutboundTls:
+      for (size_t i = 0; i < OutboundTlsNames().size(); ++i) {
+        out.push_back({i, {{"tls", std::string(OutboundTlsNames()[i])}}});
+      }
+      break;
   }
   return out;
 }

@@ -481,6 +481,8 @@ void ApplyDefaults(Config* config) {
       delivery->add_retry_schedule()->set_seconds(minutes * 60);
     }
   }
+  if (delivery->destination_concurrency() == 0) delivery->set_destination_concurrency(20);
+  if (delivery->max_outbound_connections() == 0) delivery->set_max_outbound_connections(500);
   if (delivery->default_tls() == v1::OUTBOUND_TLS_MODE_UNSPECIFIED) {
     delivery->set_default_tls(v1::OUTBOUND_TLS_MODE_OPPORTUNISTIC);
   }

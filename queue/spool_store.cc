@@ -23,6 +23,7 @@ namespace postern::queue {
 namespace {
 
 constexpr char kMetaFamily[] = "meta";
+constexpr char kScheduleFamily[] = "schedule";
 constexpr char kBodyFamily[] = "body";
 // Envelopes read per lock hold in ForEachEnvelope.
 constexpr size_t kWalkChunk = 512;
@@ -116,11 +117,19 @@ std::vector<rocksdb::ColumnFamilyDescriptor> MakeColumnFamilies(const SpoolOptio
   body.enable_blob_garbage_collection = true;
   body.blob_garbage_collection_age_cutoff = 0.25;
 
+  // The due-time index: tiny keys, no values, read in key ranges.
+  rocksdb::ColumnFamilyOptions schedule;
+  schedule.write_buffer_size = 4ull << 20;
+  schedule.compression = rocksdb::kNoCompression;
+  schedule.level_compaction_dynamic_level_bytes = true;
+  schedule.table_properties_collector_factories.push_back(tombstones);
+
   rocksdb::ColumnFamilyOptions unused;  // "default": RocksDB requires it; empty
   return {
       rocksdb::ColumnFamilyDescriptor(rocksdb::kDefaultColumnFamilyName, unused),
       rocksdb::ColumnFamilyDescriptor(kMetaFamily, meta),
       rocksdb::ColumnFamilyDescriptor(kBodyFamily, body),
+      rocksdb::ColumnFamilyDescriptor(kScheduleFamily, schedule),
   };
 }
 
@@ -133,9 +142,10 @@ absl::Status ValidateId(std::string_view id) {
 
 struct SpoolStore::Db {
   std::unique_ptr<rocksdb::DB> db;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // default, meta, body
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // default, meta, body, schedule
   rocksdb::ColumnFamilyHandle* meta = nullptr;
   rocksdb::ColumnFamilyHandle* body = nullptr;
+  rocksdb::ColumnFamilyHandle* schedule = nullptr;
 
   ~Db() {
     if (db == nullptr) return;
@@ -164,6 +174,7 @@ struct SpoolStore::Db {
     result->db.reset(raw);
     result->meta = result->handles[1];
     result->body = result->handles[2];
+    result->schedule = result->handles[3];
     return result;
   }
 };
@@ -277,19 +288,27 @@ absl::Status SpoolStore::ValidateRecord(const SpoolRecord& record) {
 }
 
 absl::Status SpoolStore::WriteBatch(const std::vector<SpoolRecord>& records) {
-  if (records.empty()) return absl::OkStatus();
+  return Apply(records, {});
+}
+
+absl::Status SpoolStore::Apply(const std::vector<SpoolRecord>& records,
+                               const std::vector<SpoolMutation>& mutations) {
+  if (records.empty() && mutations.empty()) return absl::OkStatus();
   std::vector<std::string_view> ids;
   ids.reserve(records.size());
   for (const SpoolRecord& record : records) {
     if (absl::Status valid = ValidateRecord(record); !valid.ok()) return valid;
     ids.push_back(record.envelope.queue_id());
   }
+  for (const SpoolMutation& mutation : mutations) {
+    if (absl::Status valid = ValidateId(mutation.envelope.queue_id()); !valid.ok()) return valid;
+  }
   std::sort(ids.begin(), ids.end());
   if (auto dup = std::adjacent_find(ids.begin(), ids.end()); dup != ids.end()) {
     return absl::InvalidArgumentError(
         absl::StrCat("spool: queue id ", Absl(*dup), " twice in a batch"));
   }
-  return Commit("write", [&records](Db& db, rocksdb::WriteBatch* batch) -> absl::Status {
+  return Commit("write", [&](Db& db, rocksdb::WriteBatch* batch) -> absl::Status {
     std::string value;
     for (const SpoolRecord& record : records) {
       const std::string& id = record.envelope.queue_id();
@@ -299,22 +318,108 @@ absl::Status SpoolStore::WriteBatch(const std::vector<SpoolRecord>& records) {
       }
       rocksdb::Status s = batch->Put(db.meta, id, value);
       if (s.ok()) s = batch->Put(db.body, id, record.body);
+      if (s.ok() && IsScheduled(record.envelope)) {
+        s = batch->Put(db.schedule, ScheduleKey(DueMs(record.envelope), id), "");
+      }
+      if (!s.ok()) return FromRocks(s, "batch");
+    }
+    for (const SpoolMutation& mutation : mutations) {
+      const std::string& id = mutation.envelope.queue_id();
+      const rocksdb::Slice key(id.data(), id.size());
+      rocksdb::Status s;
+      if (mutation.old_due_ms >= 0) {
+        s = batch->Delete(db.schedule, ScheduleKey(mutation.old_due_ms, id));
+      }
+      if (!s.ok()) return FromRocks(s, "batch");
+      if (mutation.remove) {
+        // Envelopes may be rewritten (recipient states): plain Delete. Bodies
+        // are written exactly once per id: SingleDelete, which vanishes
+        // together with its Put at the first compaction or flush that sees
+        // both (FORMAT.md).
+        s = batch->Delete(db.meta, key);
+        if (s.ok()) s = batch->SingleDelete(db.body, key);
+      } else {
+        value.clear();
+        if (!mutation.envelope.SerializeToString(&value)) {
+          return absl::InternalError(absl::StrCat("spool: cannot serialize envelope ", id));
+        }
+        s = batch->Put(db.meta, key, value);
+        if (s.ok() && IsScheduled(mutation.envelope)) {
+          s = batch->Put(db.schedule, ScheduleKey(DueMs(mutation.envelope), id), "");
+        }
+      }
       if (!s.ok()) return FromRocks(s, "batch");
     }
     return absl::OkStatus();
   });
 }
 
-absl::Status SpoolStore::Remove(std::string_view id) {
+absl::Status SpoolStore::Remove(std::string_view id, int64_t due_ms) {
   if (absl::Status valid = ValidateId(id); !valid.ok()) return valid;
-  return Commit("remove", [id](Db& db, rocksdb::WriteBatch* batch) -> absl::Status {
-    // Envelopes may be rewritten (recipient states): plain Delete. Bodies are
-    // written exactly once per id: SingleDelete, which vanishes together with
-    // its Put at the first compaction or flush that sees both (FORMAT.md).
-    rocksdb::Status s = batch->Delete(db.meta, rocksdb::Slice(id.data(), id.size()));
-    if (s.ok()) s = batch->SingleDelete(db.body, rocksdb::Slice(id.data(), id.size()));
-    return FromRocks(s, "batch");
-  });
+  SpoolMutation mutation;
+  mutation.envelope.set_queue_id(std::string(id));
+  mutation.remove = true;
+  mutation.old_due_ms = due_ms;
+  return Apply({}, {mutation});
+}
+
+std::string SpoolStore::ScheduleKey(int64_t due_ms, std::string_view id) {
+  std::string key(8, '\0');
+  // Big-endian, so byte order is time order; negative times clamp to 0.
+  uint64_t v = due_ms < 0 ? 0 : static_cast<uint64_t>(due_ms);
+  for (int i = 7; i >= 0; --i) {
+    key[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  key.append(id);
+  return key;
+}
+
+bool SpoolStore::IsScheduled(const v1::Envelope& envelope) {
+  return envelope.has_schedule() && envelope.schedule().has_next_attempt() &&
+         !envelope.schedule().held();
+}
+
+int64_t SpoolStore::DueMs(const v1::Envelope& envelope) {
+  const auto& t = envelope.schedule().next_attempt();
+  return t.seconds() * 1000 + t.nanos() / 1000000;
+}
+
+absl::StatusOr<std::vector<ScheduleEntry>> SpoolStore::ScanSchedule(int64_t from_ms, int64_t to_ms,
+                                                                    size_t limit) {
+  std::vector<ScheduleEntry> entries;
+  if (to_ms <= from_ms) return entries;
+  if (absl::Status reopened = ReopenIfNeeded(false); !reopened.ok()) return reopened;
+  absl::ReaderMutexLock lock(&mu_);
+  if (db_ == nullptr) return absl::UnavailableError("spool: database closed");
+  // Both bounds are set, so the iterator never looks at (or wades through the
+  // tombstones of) keys outside the window: deletes pile up at the head of
+  // the index, behind the scheduler's cursor (FORMAT.md, "Tombstones").
+  const std::string lower = ScheduleKey(from_ms, "");
+  const std::string upper = ScheduleKey(to_ms, "");
+  rocksdb::Slice lower_slice(lower), upper_slice(upper);
+  rocksdb::ReadOptions read_options;
+  read_options.iterate_lower_bound = &lower_slice;
+  read_options.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->db->NewIterator(read_options, db_->schedule));
+  for (it->Seek(lower_slice); it->Valid() && entries.size() < limit; it->Next()) {
+    const rocksdb::Slice key = it->key();
+    if (key.size() != 8 + QueueIdGenerator::kLength) continue;  // not ours: skip
+    uint64_t due = 0;
+    for (int i = 0; i < 8; ++i) due = (due << 8) | static_cast<uint8_t>(key[i]);
+    entries.push_back({static_cast<int64_t>(due), std::string(key.data() + 8, key.size() - 8)});
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "scan schedule");
+  return entries;
+}
+
+absl::Status SpoolStore::CompactSchedule() {
+  if (read_only_) return absl::OkStatus();
+  absl::ReaderMutexLock lock(&mu_);
+  if (db_ == nullptr) return absl::UnavailableError("spool: database closed");
+  rocksdb::CompactRangeOptions options;
+  return FromRocks(db_->db->CompactRange(options, db_->schedule, nullptr, nullptr),
+                   "compact schedule");
 }
 
 absl::StatusOr<v1::Envelope> SpoolStore::ReadEnvelope(std::string_view id) {

@@ -71,6 +71,25 @@ struct SpoolRecord {
   std::string body;  // the message as it will be relayed, Received header included
 };
 
+// A change to a message already in the spool, applied in the same batch as
+// new records (SpoolStore::Apply).
+struct SpoolMutation {
+  // remove: deletes the envelope and body of envelope.queue_id(); otherwise
+  // rewrites the envelope (recipient states, schedule) and, when it is
+  // scheduled (next_attempt set, not held), indexes it at its new due time.
+  v1::Envelope envelope;
+  bool remove = false;
+  // The due time (ms since the epoch) under which the message is indexed
+  // now, whose index key is deleted; -1 when it is not indexed.
+  int64_t old_due_ms = -1;
+};
+
+// One key of the schedule index.
+struct ScheduleEntry {
+  int64_t due_ms = 0;
+  std::string queue_id;
+};
+
 struct SpoolOptions {
   // File system seam: borrowed, must outlive the store; nullptr means
   // rocksdb::Env::Default(). Tests pass an Env that injects faults.
@@ -119,6 +138,12 @@ class SpoolStore {
   // an id appears twice.
   absl::Status WriteBatch(const std::vector<SpoolRecord>& records);
 
+  // WriteBatch() plus changes to messages already spooled, all in one synced
+  // batch (the group commit of SpoolWriter). Records and mutations that are
+  // scheduled get their key in the `schedule` family (FORMAT.md).
+  absl::Status Apply(const std::vector<SpoolRecord>& records,
+                     const std::vector<SpoolMutation>& mutations);
+
   // The per-record checks of WriteBatch(), for callers that batch records
   // of unrelated messages (SpoolWriter) and must not let one fail the rest.
   static absl::Status ValidateRecord(const SpoolRecord& record);
@@ -136,9 +161,26 @@ class SpoolStore {
   using EnvelopeVisitor = absl::FunctionRef<absl::Status(const v1::Envelope&)>;
   absl::Status ForEachEnvelope(EnvelopeVisitor fn, std::vector<std::string>* corrupt_ids = nullptr);
 
-  // Deletes the envelope and body of `id` in one synced batch. Removing an
-  // id that is not there is OK. Each call costs one fsync.
-  absl::Status Remove(std::string_view id);
+  // Deletes the envelope and body of `id` (and its index key at `due_ms`,
+  // if >= 0) in one synced batch. Removing an id that is not there is OK.
+  // Each call costs one fsync.
+  absl::Status Remove(std::string_view id, int64_t due_ms = -1);
+
+  // Index keys with from_ms <= due < to_ms, in due order, at most `limit`.
+  // The iterator is bounded on both sides, so tombstones of keys before
+  // from_ms (messages already handed out and deleted) are never visited.
+  absl::StatusOr<std::vector<ScheduleEntry>> ScanSchedule(int64_t from_ms, int64_t to_ms,
+                                                          size_t limit);
+  // Compacts the schedule index: at start-up, before the one scan that
+  // starts from the beginning of time, so it does not wade through the
+  // previous run's tombstones.
+  absl::Status CompactSchedule();
+
+  // The index key: 8 bytes big-endian due time in ms, then the queue id.
+  static std::string ScheduleKey(int64_t due_ms, std::string_view id);
+  // Whether an envelope belongs in the index, and under which due time.
+  static bool IsScheduled(const v1::Envelope& envelope);
+  static int64_t DueMs(const v1::Envelope& envelope);
 
   // The largest id in the spool, "" when it is empty. A read error also
   // gives "" (the start-up ForEachEnvelope that follows reports it); used

@@ -307,6 +307,61 @@ TEST_F(SpoolStoreTest, ReadOnlyOpenOfMissingSpoolFails) {
   EXPECT_FALSE(std::filesystem::exists(dir_)) << "a read-only open must not create anything";
 }
 
+TEST_F(SpoolStoreTest, ScheduleIndexFollowsInsertsUpdatesAndRemovals) {
+  auto store = OpenStore();
+  auto scheduled = [](SpoolRecord r, int64_t due_ms) {
+    r.envelope.mutable_schedule()->mutable_next_attempt()->set_seconds(due_ms / 1000);
+    r.envelope.mutable_schedule()->mutable_next_attempt()->set_nanos((due_ms % 1000) * 1000000);
+    return r;
+  };
+  ASSERT_TRUE(store
+                  ->WriteBatch({scheduled(MakeRecord(Id(1), "a"), 5000),
+                                scheduled(MakeRecord(Id(2), "b"), 1000),
+                                MakeRecord(Id(3), "c")})  // not scheduled: no key
+                  .ok());
+  auto all = store->ScanSchedule(0, 1000000, 100);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].queue_id, Id(2));  // due order, not id order
+  EXPECT_EQ((*all)[0].due_ms, 1000);
+  EXPECT_EQ((*all)[1].queue_id, Id(1));
+  // Bounds are [from, to), and the limit holds.
+  EXPECT_EQ(store->ScanSchedule(1000, 5000, 100)->size(), 1u);
+  EXPECT_EQ(store->ScanSchedule(0, 1000000, 1)->size(), 1u);
+  EXPECT_TRUE(store->ScanSchedule(1001, 5000, 100)->empty());
+
+  // Deferral of 2 to 9000 (old key deleted) and delivery of 1 (removed), in
+  // one batch with a new message.
+  SpoolMutation defer;
+  defer.envelope = scheduled(MakeRecord(Id(2), "b"), 9000).envelope;
+  defer.envelope.mutable_recipients(0)->set_attempts(1);
+  defer.old_due_ms = 1000;
+  SpoolMutation done;
+  done.envelope.set_queue_id(Id(1));
+  done.remove = true;
+  done.old_due_ms = 5000;
+  ASSERT_TRUE(store->Apply({scheduled(MakeRecord(Id(4), "d"), 7000)}, {defer, done}).ok());
+  all = store->ScanSchedule(0, 1000000, 100);
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].queue_id, Id(4));
+  EXPECT_EQ((*all)[1].queue_id, Id(2));
+  EXPECT_EQ((*all)[1].due_ms, 9000);
+  EXPECT_TRUE(absl::IsNotFound(store->ReadEnvelope(Id(1)).status()));
+  EXPECT_TRUE(absl::IsNotFound(store->ReadBody(Id(1)).status()));
+  EXPECT_EQ(store->ReadEnvelope(Id(2))->recipients(0).attempts(), 1u);
+  EXPECT_EQ(*store->ReadBody(Id(2)), "b");
+
+  // A held message leaves the index.
+  SpoolMutation hold;
+  hold.envelope = *store->ReadEnvelope(Id(4));
+  hold.envelope.mutable_schedule()->set_held(true);
+  hold.old_due_ms = 7000;
+  ASSERT_TRUE(store->Apply({}, {hold}).ok());
+  EXPECT_EQ(store->ScanSchedule(0, 1000000, 100)->size(), 1u);
+  EXPECT_TRUE(store->CompactSchedule().ok());
+  EXPECT_EQ(store->ScanSchedule(0, 1000000, 100)->size(), 1u);
+}
+
 TEST_F(SpoolStoreTest, CorruptEnvelopesAreQuarantinedNotFatal) {
   {
     auto store = OpenStore();
@@ -316,7 +371,7 @@ TEST_F(SpoolStoreTest, CorruptEnvelopesAreQuarantinedNotFatal) {
     // Damage the meta family behind the store's back.
     rocksdb::DBOptions db_options;
     std::vector<rocksdb::ColumnFamilyDescriptor> families = {
-        {rocksdb::kDefaultColumnFamilyName, {}}, {"meta", {}}, {"body", {}}};
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"meta", {}}, {"body", {}}, {"schedule", {}}};
     std::vector<rocksdb::ColumnFamilyHandle*> handles;
     rocksdb::DB* raw = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(db_options, dir_, families, &handles, &raw).ok());

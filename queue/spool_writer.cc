@@ -35,12 +35,37 @@ void SpoolWriter::Submit(uint64_t token, SpoolRecord record) {
     return;
   }
   const size_t bytes = record.body.size() + record.envelope.ByteSizeLong();
-  const auto now = std::chrono::steady_clock::now();
+  Enqueue(Pending{token, Pending::kRecord, std::move(record), {}, bytes, {}, {}});
+}
+
+void SpoolWriter::SubmitMutation(uint64_t token, SpoolMutation mutation,
+                                 std::vector<SpoolRecord> records) {
+  size_t bytes = mutation.envelope.ByteSizeLong();
+  for (const SpoolRecord& r : records) {
+    if (absl::Status valid = SpoolStore::ValidateRecord(r); !valid.ok()) {
+      std::vector<SpoolCompletion> refused;
+      refused.push_back(SpoolCompletion{token, std::move(valid), 0, absl::ZeroDuration()});
+      Post(std::move(refused));
+      return;
+    }
+    bytes += r.body.size() + r.envelope.ByteSizeLong();
+  }
+  Enqueue(
+      Pending{token, Pending::kMutation, {}, std::move(mutation), bytes, {}, std::move(records)});
+}
+
+void SpoolWriter::SubmitBarrier(uint64_t token) {
+  Enqueue(Pending{token, Pending::kBarrier, {}, {}, 0, {}, {}});
+}
+
+void SpoolWriter::Enqueue(Pending item) {
+  item.submitted = std::chrono::steady_clock::now();
+  const uint64_t token = item.token;
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {
-      pending_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-      pending_.push_back(Pending{token, std::move(record), bytes, now});
+      pending_bytes_.fetch_add(item.bytes, std::memory_order_relaxed);
+      pending_.push_back(std::move(item));
       return;
     }
   }
@@ -87,11 +112,14 @@ void SpoolWriter::Run() {
   std::vector<uint64_t> tokens;
   std::vector<std::chrono::steady_clock::time_point> submitted;
   std::vector<SpoolRecord> records;
+  std::vector<SpoolMutation> mutations;
   for (;;) {
     size_t batch_bytes = 0;
+    uint32_t messages = 0;
     tokens.clear();
     submitted.clear();
     records.clear();
+    mutations.clear();
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -99,27 +127,33 @@ void SpoolWriter::Run() {
       };
       mu_.Await(absl::Condition(&ready));
       if (pending_.empty()) return;  // stopping, and everything is written
-      while (!pending_.empty() && (records.empty() || batch_bytes + pending_.front().bytes <=
-                                                          options_.max_batch_bytes)) {
+      while (!pending_.empty() &&
+             (tokens.empty() || batch_bytes + pending_.front().bytes <= options_.max_batch_bytes)) {
         Pending& p = pending_.front();
         batch_bytes += p.bytes;
         tokens.push_back(p.token);
         submitted.push_back(p.submitted);
-        records.push_back(std::move(p.record));
+        if (p.kind == Pending::kRecord) {
+          records.push_back(std::move(p.record));
+          ++messages;
+        } else if (p.kind == Pending::kMutation) {
+          mutations.push_back(std::move(p.mutation));
+          for (SpoolRecord& r : p.records) records.push_back(std::move(r));
+        }
         pending_.pop_front();
       }
     }
 
-    const absl::Status status = store_->WriteBatch(records);
+    // A batch of barriers only writes nothing: its status is OK.
+    const absl::Status status = store_->Apply(records, mutations);
     const auto durable = std::chrono::steady_clock::now();
     pending_bytes_.fetch_sub(batch_bytes, std::memory_order_relaxed);
 
     std::vector<SpoolCompletion> completions;
     completions.reserve(tokens.size());
-    const auto batch_size = static_cast<uint32_t>(tokens.size());
     for (size_t i = 0; i < tokens.size(); ++i) {
       completions.push_back(
-          SpoolCompletion{tokens[i], status, batch_size, absl::FromChrono(durable - submitted[i])});
+          SpoolCompletion{tokens[i], status, messages, absl::FromChrono(durable - submitted[i])});
     }
     Post(std::move(completions));
   }

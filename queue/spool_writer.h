@@ -48,7 +48,7 @@ namespace postern::queue {
 struct SpoolCompletion {
   uint64_t token = 0;       // as given to Submit()
   absl::Status status;      // OK: durable, answer 250; else answer 452
-  uint32_t batch_size = 0;  // messages that shared this message's fsync
+  uint32_t batch_size = 0;  // new messages that shared this item's fsync
   absl::Duration latency;   // Submit() to durable (or failed), monotonic clock
 };
 
@@ -72,6 +72,18 @@ class SpoolWriter {
   // kInvalidArgument (batch_size 0) and never reaches a batch.
   void Submit(uint64_t token, SpoolRecord record) ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
 
+  // Queues a change to a spooled message (delivery results, schedule,
+  // removal) for the next batch, together with `records` to insert in the
+  // same batch (the DSNs the change owes): all of it or none is durable. It
+  // shares the batch's fsync with new messages. Completes like Submit().
+  void SubmitMutation(uint64_t token, SpoolMutation mutation, std::vector<SpoolRecord> records = {})
+      ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
+
+  // Completes (OK) once everything submitted before it is durable: the
+  // scheduler reads the index only behind a barrier, so no write it decided
+  // on earlier is still in flight when it scans.
+  void SubmitBarrier(uint64_t token) ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
+
   // Nonblocking eventfd, readable when completions are waiting. Owned by the
   // writer; valid until it is destroyed.
   int completion_eventfd() const { return event_fd_; }
@@ -90,11 +102,15 @@ class SpoolWriter {
  private:
   struct Pending {
     uint64_t token;
+    enum Kind { kRecord, kMutation, kBarrier } kind;
     SpoolRecord record;
+    SpoolMutation mutation;
     size_t bytes;
     std::chrono::steady_clock::time_point submitted;
+    std::vector<SpoolRecord> records;  // inserted with `mutation`
   };
 
+  void Enqueue(Pending item) ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   void Post(std::vector<SpoolCompletion> completions) ABSL_LOCKS_EXCLUDED(done_mu_);
 
