@@ -100,6 +100,18 @@ void IoRing::Read(int fd, void* buf, size_t len, IoOp* op) {
   io_uring_sqe_set_data(sqe, op);
 }
 
+void IoRing::Connect(int fd, const struct sockaddr* addr, socklen_t len, IoOp* op) {
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_connect(sqe, fd, addr, len);
+  io_uring_sqe_set_data(sqe, op);
+}
+
+void IoRing::Poll(int fd, unsigned events, IoOp* op) {
+  io_uring_sqe* sqe = Sqe();
+  io_uring_prep_poll_add(sqe, fd, events);
+  io_uring_sqe_set_data(sqe, op);
+}
+
 void IoRing::Timeout(struct __kernel_timespec* ts, IoOp* op) {
   io_uring_sqe* sqe = Sqe();
   io_uring_prep_timeout(sqe, ts, 0, 0);

@@ -48,8 +48,12 @@ class IoRing {
   void Send(int fd, const char* data, size_t len, IoOp* op);
   void Read(int fd, void* buf, size_t len, IoOp* op);
   void Timeout(struct __kernel_timespec* ts, IoOp* op);  // ts must outlive the op
-  void Cancel(IoOp* target);                             // completes with no callback
-  void Close(int fd);                                    // fire-and-forget close
+  // Nonblocking connect of `fd`; addr must outlive the op. res: 0 or -errno.
+  void Connect(int fd, const struct sockaddr* addr, socklen_t len, IoOp* op);
+  // One-shot poll for `events` (POLLIN/POLLOUT): the resolver's sockets.
+  void Poll(int fd, unsigned events, IoOp* op);
+  void Cancel(IoOp* target);  // completes with no callback
+  void Close(int fd);         // fire-and-forget close
 
   // The bytes of a receive completion with IORING_CQE_F_BUFFER, and their return.
   std::string_view BufferData(uint32_t flags, int res) const;

@@ -24,6 +24,7 @@ def binary(name: str) -> str:
         "postern-spool": "cmd/postern-spool/postern-spool",
         "postern-passwd": "cmd/postern-passwd/postern-passwd",
         "posternctl": "cmd/posternctl/posternctl",
+        "postern-sink": "bench/postern-sink",
     }
     return os.path.join(BIN, paths[name])
 

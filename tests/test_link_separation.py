@@ -30,6 +30,13 @@ class LinkSeparationTest(unittest.TestCase):
         self.assertIn("liburing", direct)
         self.assertIn("librocksdb", direct)
 
+    def test_bench_sink_is_on_the_boringssl_side(self):
+        libs = ldd(binary("postern-sink"))
+        for name in OPENSSL3 + ("libgrpc",):
+            self.assertNotIn(name, libs)
+        for name in BORINGSSL:
+            self.assertIn(name, libs)
+
     def test_posternctl_and_passwd_stay_on_their_side(self):
         for name in BORINGSSL:
             self.assertNotIn(name, ldd(binary("posternctl")))
