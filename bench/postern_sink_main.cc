@@ -72,6 +72,7 @@ constexpr char kUsage[] =
     "  --reject-rcpt SUBSTR    --reply-rcpt only for recipients containing SUBSTR\n"
     "  --delay-ms N            wait N ms before the end-of-data reply\n"
     "  --jsonl FILE            one JSON line per accepted message\n"
+    "  --keep-content          add each message's content to its JSON line (tests)\n"
     "  --stats FILE            counters as JSON, rewritten every second and at exit\n"
     "  --max-messages N        exit after N accepted messages\n"
     "  --duration S            exit after S seconds\n";
@@ -136,6 +137,11 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
     if (toggle != nullptr) {
       if (inline_value) return absl::InvalidArgumentError("--" + name + " takes no value");
       *toggle = false;
+      continue;
+    }
+    if (name == "keep-content") {
+      if (inline_value) return absl::InvalidArgumentError("--" + name + " takes no value");
+      flags.session.keep_content = true;
       continue;
     }
     if (name == "help") return absl::InvalidArgumentError("");

@@ -165,6 +165,10 @@ std::string SinkMessageJson(const SinkMessage& m) {
     }
     out.push_back('}');
   }
+  if (!m.content.empty()) {
+    out.append(",\"content\":");
+    AppendJsonString(m.content, &out);
+  }
   out.push_back('}');
   return out;
 }
@@ -419,6 +423,7 @@ bool SinkSession::StepData() {
   input_pos_ += data_reader_->Feed(Pending(), &scratch_);
   SHA256_Update(&sha_, scratch_.data(), scratch_.size());
   content_size_ += scratch_.size();
+  if (options_->keep_content) message_.content.append(scratch_);
   scratch_.clear();
   if (!data_reader_->done()) return false;
   EndContent(data_reader_->result() == engine::DataReader::Result::kOk);
@@ -460,6 +465,7 @@ bool SinkSession::StepBdat(std::string* out) {
   if (chunk_reject_.empty()) {
     SHA256_Update(&sha_, pending.data(), take);
     content_size_ += take;
+    if (options_->keep_content) message_.content.append(pending.data(), take);
   }
   input_pos_ += take;
   chunk_remaining_ -= take;

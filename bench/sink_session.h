@@ -89,6 +89,9 @@ struct SinkOptions {
   std::string reject_rcpt;
   std::string reply_data;  // the reply at the end of DATA and BDAT LAST
   size_t max_line = 4096;  // command line, CRLF included
+  // Keep each message's content (SinkMessage::content) for tests that read
+  // what arrived; off for benchmarks, which only hash.
+  bool keep_content = false;
 };
 
 // "CODE TEXT" with a code 200-599; OK or InvalidArgument naming the problem.
@@ -116,12 +119,13 @@ struct SinkMessage {
   uint64_t size = 0;                     // content octets (after dot-unstuffing)
   std::string sha256_hex;                // lowercase hex over those octets
   std::optional<SinkTlsInfo> tls;
+  std::string content;  // the octets themselves, with SinkOptions::keep_content
 };
 
 // The message as one JSON object without a trailing newline:
 // {"helo":..,"esmtp":..,"mail_from":..,"mail_params":{..},"rcpt":[..],
 //  "rcpt_params":[{..}],"transfer":"DATA"|"BDAT","size":N,"sha256":"..",
-//  "tls":{"version":..,"cipher":..,"sni":..|null}|null}
+//  "tls":{"version":..,"cipher":..,"sni":..|null}|null[,"content":..]}
 // Strings that are not valid UTF-8 have the bad octets replaced by U+FFFD.
 std::string SinkMessageJson(const SinkMessage& message);
 

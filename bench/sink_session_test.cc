@@ -401,3 +401,29 @@ TEST(SinkSessionTest, ValidateReplyLine) {
 
 }  // namespace
 }  // namespace postern::bench
+
+namespace postern::bench {
+namespace {
+
+TEST(SinkSessionTest, KeptContentIsTheUnstuffedMessageForDataAndBdat) {
+  SinkOptions options;
+  options.keep_content = true;
+  Driver d(options);
+  d.TakeOutput();
+  d.Send(std::string(kEnvelope) + "DATA\r\n");
+  d.Send("Subject: x\r\n..dot\r\n.\r\n", 3);
+  d.Send("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT 5 LAST\r\nab\r\nc");
+  ASSERT_EQ(d.accepted().size(), 2u);
+  EXPECT_EQ(d.accepted()[0].content, "Subject: x\r\n.dot\r\n");
+  EXPECT_EQ(d.accepted()[1].content, "ab\r\nc");
+  EXPECT_THAT(SinkMessageJson(d.accepted()[0]),
+              HasSubstr("\"content\":\"Subject: x\\u000d\\u000a"));
+  SinkOptions plain;
+  Driver p(plain);
+  p.Send(std::string(kEnvelope) + "DATA\r\nhi\r\n.\r\n");
+  ASSERT_EQ(p.accepted().size(), 1u);
+  EXPECT_TRUE(p.accepted()[0].content.empty()) << "benchmarks keep nothing";
+}
+
+}  // namespace
+}  // namespace postern::bench

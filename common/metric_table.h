@@ -71,6 +71,8 @@ enum MetricId : uint32_t {
   kDeliverySeconds,
   kOutboundSessions,
   kOutboundConnectionsActive,
+  kOutboundTlsTestingFailures,
+  kOutboundPlaintextFallbacks,
   kQueueMessages,
   kQueueDeferred,
   kQueueHeld,

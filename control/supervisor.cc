@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -12,11 +13,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <ctime>
+#include <filesystem>
+#include <system_error>
 
+#include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/log.h"
-#include "proto/worker_ipc.pb.h"
 
 namespace postern::control {
 namespace {
@@ -55,9 +59,12 @@ Supervisor::~Supervisor() {
   for (auto& w : workers_) {
     if (w->ipc_fd >= 0) close(w->ipc_fd);
   }
+  if (wake_fd_ >= 0) close(wake_fd_);
 }
 
 absl::Status Supervisor::Prepare() {
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) return absl::ErrnoToStatus(errno, "eventfd");
   for (uint32_t i = 0; i < options_.workers; ++i) {
     auto w = std::make_unique<Worker>();
     w->shard = i;
@@ -110,6 +117,142 @@ void Supervisor::PublishStatus() {
   }
   absl::MutexLock lock(&status_mu_);
   status_ = std::move(next);
+}
+
+uint32_t Supervisor::WorkerForShard(uint32_t shard) const {
+  return options_.workers == 0 ? 0 : shard % options_.workers;
+}
+
+std::vector<uint32_t> Supervisor::AdoptedShards(const std::string& data_dir, uint32_t workers,
+                                                uint32_t worker) {
+  std::vector<uint32_t> out;
+  if (workers == 0) return out;
+  std::error_code ec;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::filesystem::path(data_dir) / "spool", ec)) {
+    if (!entry.is_directory(ec)) continue;
+    const std::string name = entry.path().filename().string();
+    uint32_t shard = 0;
+    auto [end, err] = std::from_chars(name.data(), name.data() + name.size(), shard);
+    if (err != std::errc() || end != name.data() + name.size() || shard > 0xFF) continue;
+    if (shard >= workers && shard % workers == worker) out.push_back(shard);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<absl::StatusOr<queue::v1::QueueReply>> Supervisor::Forward(
+    const std::vector<Call>& calls, absl::Duration timeout) {
+  std::vector<uint64_t> ids;
+  ids.reserve(calls.size());
+  {
+    absl::MutexLock lock(&queue_mu_);
+    for (const Call& call : calls) {
+      const uint64_t id = next_request_id_++;
+      ids.push_back(id);
+      PendingQueueRequest& p = pending_[id];
+      p.worker = call.worker;
+      if (stopped_ || call.worker >= options_.workers) {
+        p.done = true;
+        p.result = absl::UnavailableError(stopped_ ? "the node is stopping"
+                                                   : absl::StrCat("no worker ", call.worker));
+        continue;
+      }
+      ipc::v1::SupervisorToWorker msg;
+      msg.mutable_queue_request()->set_request_id(id);
+      *msg.mutable_queue_request()->mutable_request() = call.request;
+      outbox_.push_back({call.worker, id, msg.SerializeAsString()});
+    }
+  }
+  const uint64_t one = 1;
+  if (write(wake_fd_, &one, sizeof one) < 0) {
+    // EAGAIN only (the counter is saturated): the loop is awake anyway.
+  }
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::MutexLock lock(&queue_mu_);
+  auto all_done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(queue_mu_) {
+    for (uint64_t id : ids) {
+      if (!pending_[id].done) return false;
+    }
+    return true;
+  };
+  while (!all_done()) {
+    if (queue_done_.WaitWithDeadline(&queue_mu_, deadline)) break;  // timed out
+  }
+  std::vector<absl::StatusOr<queue::v1::QueueReply>> out;
+  out.reserve(ids.size());
+  for (uint64_t id : ids) {
+    auto it = pending_.find(id);
+    if (it->second.done) {
+      out.push_back(std::move(it->second.result));
+    } else {
+      out.push_back(absl::UnavailableError(absl::StrCat(
+          "worker ", it->second.worker, " did not answer within ", absl::FormatDuration(timeout))));
+    }
+    // A late answer finds no entry and is dropped; so is a request still in
+    // the outbox.
+    pending_.erase(it);
+  }
+  return out;
+}
+
+void Supervisor::FlushQueueOutbox() {
+  std::deque<OutgoingQueueRequest> batch;
+  {
+    absl::MutexLock lock(&queue_mu_);
+    batch.swap(outbox_);
+  }
+  for (OutgoingQueueRequest& o : batch) {
+    {
+      absl::MutexLock lock(&queue_mu_);
+      auto it = pending_.find(o.request_id);
+      if (it == pending_.end() || it->second.done) continue;  // the caller gave up
+    }
+    Worker* w = workers_[o.worker].get();
+    absl::Status st =
+        w->ipc_fd >= 0
+            ? ipc::WriteFrame(w->ipc_fd, o.frame)
+            : absl::UnavailableError(absl::StrCat("worker ", w->shard, " is not running"));
+    absl::MutexLock lock(&queue_mu_);
+    auto it = pending_.find(o.request_id);
+    if (it == pending_.end()) continue;
+    if (st.ok()) {
+      it->second.sent = true;
+    } else {
+      it->second.done = true;
+      it->second.result = absl::UnavailableError(st.message());
+      queue_done_.SignalAll();
+    }
+  }
+}
+
+void Supervisor::CompleteQueueRequest(uint32_t worker, ipc::v1::WorkerQueueReply reply) {
+  absl::MutexLock lock(&queue_mu_);
+  auto it = pending_.find(reply.request_id());
+  // Unknown: the caller timed out. Another worker's id: a bug, never trusted.
+  if (it == pending_.end() || it->second.worker != worker || it->second.done) return;
+  it->second.done = true;
+  it->second.result = std::move(*reply.mutable_reply());
+  queue_done_.SignalAll();
+}
+
+void Supervisor::FailQueueRequests(uint32_t worker, const std::string& why) {
+  absl::MutexLock lock(&queue_mu_);
+  FailQueueRequestsLocked(worker, why);
+}
+
+void Supervisor::FailQueueRequestsLocked(uint32_t worker, const std::string& why) {
+  bool any = false;
+  for (auto& [id, p] : pending_) {
+    if (p.done) continue;
+    // A request not yet sent is still in the outbox and goes to the next
+    // process of that worker (or fails there if none runs).
+    if (worker != kAllWorkers && (p.worker != worker || !p.sent)) continue;
+    p.done = true;
+    p.result = absl::UnavailableError(why);
+    any = true;
+  }
+  if (any) queue_done_.SignalAll();
 }
 
 std::vector<const metrics::MetricRegion*> Supervisor::regions() const {
@@ -176,6 +319,9 @@ void Supervisor::SendSetup(Worker* w, bool reconfigure) {
   setup->set_shard_count(options_.workers);
   setup->set_config_version(config_version_);
   setup->set_tls_ticket_key(ticket_key_);
+  for (uint32_t shard : AdoptedShards(config_.node().data_dir(), options_.workers, w->shard)) {
+    setup->add_adopted_shards(shard);
+  }
   *setup->mutable_config() = config_;
   absl::Status st = ipc::WriteFrame(w->ipc_fd, msg.SerializeAsString());
   if (!st.ok()) {
@@ -187,12 +333,14 @@ void Supervisor::SendSetup(Worker* w, bool reconfigure) {
 }
 
 void Supervisor::OnWorkerReadable(Worker* w) {
-  char buf[4096];
+  // Queue listings can be large frames: read them in few calls.
+  char buf[65536];
   ssize_t n = read(w->ipc_fd, buf, sizeof buf);
   if (n <= 0) {
     // The worker closed its end (it is exiting); SIGCHLD does the rest.
     close(w->ipc_fd);
     w->ipc_fd = -1;
+    FailQueueRequests(w->shard, absl::StrCat("worker ", w->shard, " exited"));
     return;
   }
   w->reader.Append(std::string(buf, static_cast<size_t>(n)));
@@ -216,6 +364,9 @@ void Supervisor::OnWorkerReadable(Worker* w) {
           .Emit();
     } else if (msg.has_drained()) {
       w->drained = true;
+    } else if (msg.has_queue_reply()) {
+      CompleteQueueRequest(w->shard, std::move(*msg.mutable_queue_reply()));
+      continue;  // no status change to publish
     }
   }
   PublishStatus();
@@ -232,6 +383,8 @@ void Supervisor::OnChildExit(pid_t pid, int status) {
       close(w->ipc_fd);
       w->ipc_fd = -1;
     }
+    // Its loop is gone and with it every request it had not answered.
+    FailQueueRequests(w->shard, absl::StrCat("worker ", w->shard, " exited"));
     std::string how = WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
                                           : "exit " + std::to_string(WEXITSTATUS(status));
     if (draining_) {
@@ -354,8 +507,10 @@ absl::Status Supervisor::Run() {
       }
     }
 
+    FlushQueueOutbox();
     std::vector<pollfd> fds;
     fds.push_back({sfd, POLLIN, 0});
+    fds.push_back({wake_fd_, POLLIN, 0});
     std::vector<Worker*> polled;
     for (auto& w : workers_) {
       if (w->ipc_fd >= 0) {
@@ -365,8 +520,12 @@ absl::Status Supervisor::Run() {
     }
     int rc = poll(fds.data(), fds.size(), 100);
     if (rc < 0 && errno != EINTR) return absl::ErrnoToStatus(errno, "poll");
-    for (size_t i = 1; i < fds.size(); ++i) {
-      if (fds[i].revents != 0) OnWorkerReadable(polled[i - 1]);
+    for (size_t i = 2; i < fds.size(); ++i) {
+      if (fds[i].revents != 0) OnWorkerReadable(polled[i - 2]);
+    }
+    if (fds[1].revents & POLLIN) {
+      uint64_t count = 0;
+      (void)!read(wake_fd_, &count, sizeof count);  // reset; FlushQueueOutbox() runs next turn
     }
     if (fds[0].revents & POLLIN) {
       signalfd_siginfo si{};
@@ -385,6 +544,11 @@ absl::Status Supervisor::Run() {
     }
   }
   close(sfd);
+  {
+    absl::MutexLock lock(&queue_mu_);
+    stopped_ = true;
+    FailQueueRequestsLocked(kAllWorkers, "the node is stopping");
+  }
   log::LogEvent("stopped").Emit();
   return absl::OkStatus();
 }

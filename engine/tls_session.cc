@@ -11,6 +11,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "engine/tls_client_context.h"
 
 namespace postern::engine {
 namespace {
@@ -52,8 +53,17 @@ bool FindSpki(const uint8_t* der, size_t len, CBS* spki) {
 
 }  // namespace
 
-TlsSession::TlsSession(TlsServerContext* context) {
-  ssl_.reset(SSL_new(context->get()));
+TlsSession::TlsSession(TlsServerContext* context) { Init(context->get(), /*client=*/false); }
+
+TlsSession::TlsSession(TlsClientContext* context, std::string_view host) {
+  Init(context->get(), /*client=*/true);
+  if (!ssl_) return;
+  verifies_peer_ = context->verifies_peer();
+  context->PrepareSsl(ssl_.get(), host);
+}
+
+void TlsSession::Init(SSL_CTX* ctx, bool client) {
+  ssl_.reset(SSL_new(ctx));
   if (ssl_) {
     rbio_ = BIO_new(BIO_s_mem());
     wbio_ = BIO_new(BIO_s_mem());
@@ -71,7 +81,11 @@ TlsSession::TlsSession(TlsServerContext* context) {
   // An empty read BIO means "no data yet", not EOF, until FeedEof().
   BIO_set_mem_eof_return(rbio_, -1);
   SSL_set_bio(ssl_.get(), rbio_, wbio_);  // takes both
-  SSL_set_accept_state(ssl_.get());
+  if (client) {
+    SSL_set_connect_state(ssl_.get());
+  } else {
+    SSL_set_accept_state(ssl_.get());
+  }
 }
 
 TlsSession::~TlsSession() = default;
@@ -174,6 +188,12 @@ absl::StatusOr<size_t> TlsSession::ReadPlaintext(std::string* out) {
   }
 }
 
+bool TlsSession::version_mismatch() const {
+  // Our side found no common version, or the peer said so with an alert.
+  return failure_reason_ == "unsupported protocol" ||
+         failure_reason_ == "tlsv1 alert protocol version";
+}
+
 bool TlsSession::IsPeerClosed(const absl::Status& status) {
   return absl::IsOutOfRange(status) && status.message() == kPeerClosedMessage;
 }
@@ -261,6 +281,23 @@ std::optional<PeerCertificate> TlsSession::peer_certificate() const {
     cert.sha256_spki_hex = Sha256Hex(CBS_data(&spki), CBS_len(&spki));
   }
   return cert;
+}
+
+std::vector<std::string> TlsSession::peer_chain() const {
+  std::vector<std::string> out;
+  if (!handshake_done()) return out;
+  const STACK_OF(CRYPTO_BUFFER)* chain = SSL_get0_peer_certificates(ssl_.get());
+  if (chain == nullptr) return out;
+  for (size_t i = 0; i < sk_CRYPTO_BUFFER_num(chain); ++i) {
+    const CRYPTO_BUFFER* b = sk_CRYPTO_BUFFER_value(chain, i);
+    out.emplace_back(reinterpret_cast<const char*>(CRYPTO_BUFFER_data(b)), CRYPTO_BUFFER_len(b));
+  }
+  return out;
+}
+
+std::optional<int> TlsSession::peer_verify_result() const {
+  if (!handshake_done() || !verifies_peer_) return std::nullopt;
+  return static_cast<int>(SSL_get_verify_result(ssl_.get()));
 }
 
 }  // namespace postern::engine

@@ -1,4 +1,5 @@
-// TlsSession: the server side of one TLS connection, run entirely in memory.
+// TlsSession: one TLS connection, run entirely in memory: the server side of
+// inbound SMTP, or the client side of outbound STARTTLS (TlsClientContext).
 //
 // The worker's io_uring loop moves the bytes; this class only transforms
 // them. Ciphertext received from the socket goes in with FeedCiphertext();
@@ -22,8 +23,12 @@
 //   }
 //   session.TakeCiphertext(&send_queue);
 //
-// Lifetime and threading: borrows the TlsServerContext, which must outlive
-// it; one connection, on the worker's loop thread. Not copyable or movable.
+// A client sends nothing until the first DoHandshake(), which produces the
+// ClientHello.
+//
+// Lifetime and threading: borrows the TlsServerContext or TlsClientContext,
+// which must outlive it; one connection, on the worker's loop thread. Not
+// copyable or movable.
 #ifndef POSTERN_ENGINE_TLS_SESSION_H_
 #define POSTERN_ENGINE_TLS_SESSION_H_
 
@@ -33,12 +38,15 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/tls_context.h"
 
 namespace postern::engine {
+
+class TlsClientContext;
 
 // The peer's leaf certificate, as pins are written (lowercase hex SHA-256).
 struct PeerCertificate {
@@ -55,6 +63,9 @@ class TlsSession {
   };
 
   explicit TlsSession(TlsServerContext* context);
+  // Client side: `host` is the server's name, sent as SNI (not for an IP
+  // literal) and the key of the context's session cache.
+  TlsSession(TlsClientContext* context, std::string_view host);
   ~TlsSession();
   TlsSession(const TlsSession&) = delete;
   TlsSession& operator=(const TlsSession&) = delete;
@@ -75,6 +86,9 @@ class TlsSession {
   // "unsupported protocol", "tlsv1 alert protocol version", "unexpected eof").
   // From a fixed set, so usable as a metric label. Empty while all is well.
   const std::string& failure_reason() const { return failure_reason_; }
+  // The handshake failed because the peers share no protocol version (ours
+  // or the peer's minimum is above the other's maximum).
+  bool version_mismatch() const;
 
   // Appends all plaintext that the fed ciphertext yields; returns how much
   // (0: none yet). Errors:
@@ -103,9 +117,16 @@ class TlsSession {
   int cipher_bits() const;      // effective strength in bits
   int cipher_alg_bits() const;  // the cipher's key size in bits
   bool resumed() const;
-  // The client's certificate, if it sent one (only when the context requests
-  // them); on resumption, the one from the original session.
+  // The peer's leaf: on a server the client's certificate, if it sent one
+  // (only when the context requests them); on a client the server's. On
+  // resumption, the one from the original session.
   std::optional<PeerCertificate> peer_certificate() const;
+  // The peer's chain as sent, DER, leaf first (empty if none).
+  std::vector<std::string> peer_chain() const;
+  // Client sessions of a verifying context: the X509_V_* result of checking
+  // the server's chain against the context's CA store (X509_V_OK is 0); on
+  // resumption, the original handshake's. nullopt otherwise.
+  std::optional<int> peer_verify_result() const;
 
  private:
   enum class State { kHandshake, kEstablished, kFailed };
@@ -113,6 +134,8 @@ class TlsSession {
   // Records the reason for an SSL_* call that returned `ret`; returns true if
   // the error is fatal (not just "need more input").
   bool HandleError(int ret);
+  // Memory BIOs and the SSL; `client` picks the connect state.
+  void Init(SSL_CTX* ctx, bool client);
 
   bssl::UniquePtr<SSL> ssl_;
   BIO* rbio_ = nullptr;  // owned by ssl_: ciphertext in
@@ -121,6 +144,7 @@ class TlsSession {
   bool eof_ = false;
   bool shutdown_sent_ = false;
   bool peer_closed_ = false;
+  bool verifies_peer_ = false;  // client of a verifying context
   std::string failure_reason_;
 };
 

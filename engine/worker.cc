@@ -93,6 +93,111 @@ Worker::~Worker() {
   if (ipc_fd_ >= 0) close(ipc_fd_);
 }
 
+// Logs and counts what the queue manager reports.
+class Worker::QueueEvents : public queue::QueueObserver {
+ public:
+  explicit QueueEvents(Worker* w) : w_(w) {}
+  void RecipientDone(const queue::v1::Envelope& envelope, int recipient,
+                     const queue::AttemptResult& r, queue::Decision decision) override {
+    const std::string result(queue::DecisionLabel(decision));
+    w_->metrics_->Add(metrics::kDeliveries,
+                      metrics::NameIndex(metrics::DeliveryResultNames(), result));
+    if (decision == queue::Decision::kDeferred) {
+      w_->metrics_->Add(metrics::kDeferrals,
+                        metrics::NameIndex(metrics::DeferReasonNames(),
+                                           std::string(queue::DeferReasonLabel(r.reason))));
+    }
+    log::LogEvent(result,
+                  decision == queue::Decision::kDelivered ? log::Level::kInfo : log::Level::kWarn)
+        .Add("queue_id", envelope.queue_id())
+        .Add("to", envelope.recipients(recipient).address())
+        .Add("relay", r.remote_mta)
+        .Add("status", envelope.recipients(recipient).status())
+        .Add("reason", decision == queue::Decision::kDeferred
+                           ? std::string(queue::DeferReasonLabel(r.reason))
+                           : std::string())
+        .Add("tls_result", r.tls_result)
+        .Add("reply", r.diagnostic)
+        .Emit();
+  }
+  void DsnQueued(const queue::v1::Envelope& dsn, const std::string& original_id) override {
+    w_->metrics_->Add(metrics::kDsnsSent, 0);
+    log::LogEvent("dsn_queued")
+        .Add("queue_id", dsn.queue_id())
+        .Add("original", original_id)
+        .Add("to", dsn.recipients_size() > 0 ? dsn.recipients(0).address() : "")
+        .Emit();
+  }
+  void AttemptDone(const std::string& queue_id, absl::Duration took) override {
+    w_->metrics_->Observe(metrics::kDeliverySeconds, 0, absl::ToDoubleSeconds(took));
+  }
+  void WriteFailed(const std::string& queue_id, const absl::Status& status) override {
+    log::LogEvent("queue_write_failed", log::Level::kError)
+        .Add("queue_id", queue_id)
+        .Add("error", std::string(status.message()))
+        .Emit();
+  }
+
+ private:
+  Worker* w_;
+};
+
+// Logs and counts what the outbound transport reports.
+class Worker::OutboundEvents : public OutboundObserver {
+ public:
+  explicit OutboundEvents(Worker* w) : w_(w) {}
+  void SessionDone(const std::string& label, const std::string& tls,
+                   const std::string& detail) override {
+    w_->metrics_->Add(metrics::kOutboundSessions,
+                      metrics::NameIndex(metrics::OutboundTlsNames(), tls));
+    log::LogEvent("outbound_failed", log::Level::kWarn)
+        .Add("relay", label)
+        .Add("result", tls)
+        .Add("detail", detail)
+        .Emit();
+  }
+  void TestingWouldFail(const std::string& domain, const std::string& label,
+                        const std::string& result_type, const std::string& detail) override {
+    w_->metrics_->Add(metrics::kOutboundTlsTestingFailures,
+                      metrics::NameIndex(metrics::OutboundTlsNames(), result_type));
+    log::LogEvent("tls_policy_testing_would_fail", log::Level::kWarn)
+        .Add("domain", domain)
+        .Add("relay", label)
+        .Add("result", result_type)
+        .Add("detail", detail)
+        .Emit();
+  }
+  void PlaintextFallback(const std::string& domain, const std::string& label) override {
+    w_->metrics_->Add(metrics::kOutboundPlaintextFallbacks, 0);
+    log::LogEvent("tls_fallback_plaintext", log::Level::kWarn)
+        .Add("domain", domain)
+        .Add("relay", label)
+        .Emit();
+  }
+  void MessageSent(const queue::DeliveryJob& job, const std::string& label,
+                   const std::string& tls_version, const std::string& cipher,
+                   const std::string& verification, const std::string& reply) override {
+    w_->metrics_->Add(metrics::kOutboundSessions,
+                      metrics::NameIndex(metrics::OutboundTlsNames(),
+                                         tls_version.empty() ? "plaintext" : "tls_unverified"));
+    log::LogEvent("sent")
+        .Add("queue_id", job.queue_id)
+        .Add("domain", job.domain)
+        .Add("relay", label)
+        .Add("tls", tls_version.empty() ? "none" : tls_version)
+        .Add("cipher", cipher)
+        .Add("verification", verification)
+        .Add("reply", reply)
+        .Emit();
+  }
+  void ConnectionsChanged(size_t open) override {
+    w_->metrics_->Set(metrics::kOutboundConnectionsActive, 0, open);
+  }
+
+ private:
+  Worker* w_;
+};
+
 int64_t Worker::NowMs() const { return MonotonicMs(); }
 
 int64_t Worker::GreetDelayMs() const { return DurationMs(config_.limits().greet_delay()); }
@@ -109,15 +214,31 @@ absl::Status Worker::Init(const ipc::v1::WorkerSetup& setup) {
   store_ = std::move(*store);
   ids_ = std::make_unique<queue::QueueIdGenerator>(shard_);
   ids_->AdvancePast(store_->LastId());
-  absl::Status counted = store_->ForEachEnvelope([this](const queue::v1::Envelope&) {
-    ++spooled_messages_;
-    return absl::OkStatus();
-  });
-  if (!counted.ok()) return counted;
   writer_ = std::make_unique<queue::SpoolWriter>(store_.get());
 
   st = ApplyConfig(setup, /*first=*/true);
   if (!st.ok()) return st;
+
+  auto outbound = BuildOutbound(config_);
+  if (!outbound.ok()) return outbound.status();
+  DnsResolverOptions dns_options;
+  dns_options.servers.assign(config_.dns().servers().begin(), config_.dns().servers().end());
+  auto resolver = DnsResolver::Create(dns_options);
+  if (!resolver.ok()) return resolver.status();
+  outbound_events_ = std::make_unique<OutboundEvents>(this);
+  transport_ = std::make_unique<OutboundTransport>(
+      &ring_, std::move(outbound->options), std::move(outbound->policy),
+      std::move(outbound->routes), std::move(*resolver), outbound_events_.get());
+
+  queue::QueueManagerOptions queue_options;
+  queue_options.hostname = config_.node().hostname();
+  queue_options.hold = config_.delivery().hold();
+  queue_events_ = std::make_unique<QueueEvents>(this);
+  queue_ = std::make_unique<queue::QueueManager>(
+      store_.get(), writer_.get(), transport_.get(),
+      queue::RetrySchedule::FromConfig(config_.delivery()), queue_options,
+      [] { return absl::Now(); }, [this] { return ids_->Next(); }, queue_events_.get());
+  if (absl::Status recovered = queue_->Recover(); !recovered.ok()) return recovered;
 
   for (int i = 0; i < setup.config().listeners_size(); ++i) {
     const config::v1::Listener& lc = setup.config().listeners(i);
@@ -150,7 +271,7 @@ absl::Status Worker::Init(const ipc::v1::WorkerSetup& setup) {
   ring_.Read(verifier_->completion_eventfd(), &auth_event_->value, sizeof(uint64_t),
              auth_event_.get());
 
-  metrics_->Set(metrics::kSpoolMessages, 0, spooled_messages_);
+  UpdateQueueGauges();
   metrics_->Set(metrics::kWorkerUp, 0, 1);
 
   ipc::v1::WorkerToSupervisor ready;
@@ -159,7 +280,7 @@ absl::Status Worker::Init(const ipc::v1::WorkerSetup& setup) {
   SendToSupervisor(ready);
   log::LogEvent("worker_ready")
       .Add("listeners", static_cast<int64_t>(listeners_.size()))
-      .Add("spooled", static_cast<int64_t>(spooled_messages_))
+      .Add("spooled", static_cast<int64_t>(queue_->depth()))
       .Emit();
   return absl::OkStatus();
 }
@@ -196,6 +317,23 @@ absl::StatusOr<std::unique_ptr<TlsServerContext>> BuildTls(const config::v1::Con
 }
 
 }  // namespace
+
+absl::StatusOr<Worker::OutboundSetup> Worker::BuildOutbound(const config::v1::Config& c) {
+  OutboundSetup out;
+  out.options.helo_name = c.node().hostname();
+  out.options.smtp_port = static_cast<uint16_t>(c.delivery().smtp_port());
+  out.options.destination_concurrency = c.delivery().destination_concurrency();
+  out.options.max_connections = c.delivery().max_outbound_connections();
+  auto policy = OutboundPolicy::FromConfig(c);
+  if (!policy.ok()) return policy.status();
+  out.policy = std::move(*policy);
+  std::vector<RouteConfig> routes;
+  for (const auto& r : c.routes()) routes.push_back(RouteConfig{r.domain(), r.next_hop()});
+  auto table = RouteTable::Create(routes, out.options.smtp_port);
+  if (!table.ok()) return table.status();
+  out.routes = std::move(*table);
+  return out;
+}
 
 absl::Status Worker::ApplyConfig(const ipc::v1::WorkerSetup& setup, bool first) {
   // Build every policy object first and swap only when all succeeded: a
@@ -269,6 +407,14 @@ absl::Status Worker::ApplyConfig(const ipc::v1::WorkerSetup& setup, bool first) 
   } else {
     limiter_ = std::make_unique<ConnectionLimiter>(limits);
   }
+  if (queue_) {
+    auto outbound = BuildOutbound(c);
+    if (!outbound.ok()) return outbound.status();
+    transport_->Reconfigure(std::move(outbound->options), std::move(outbound->policy),
+                            std::move(outbound->routes));
+    queue_->set_hold(c.delivery().hold() || draining_);
+    queue_->set_schedule(queue::RetrySchedule::FromConfig(c.delivery()));
+  }
   metrics_->Set(metrics::kPolicyVersion, 0, config_version_);
   return absl::OkStatus();
 }
@@ -279,7 +425,8 @@ absl::Status Worker::Run() {
     absl::Status st = ring_.RunOnce();
     if (!st.ok()) return st;
     ReapConnections();
-    if (draining_ && connections_.empty() && !done_) {
+    if (draining_ && connections_.empty() && !done_ &&
+        (transport_->open_connections() == 0 || NowMs() >= drain_deadline_ms_)) {
       // Everything answered: flush the spool and say goodbye.
       verifier_->Stop();
       writer_->Stop();
@@ -418,18 +565,27 @@ void Worker::Spool(SmtpConnection* conn, const std::string& queue_id, AcceptedMe
   env.set_shard(shard_);
   env.set_smtputf8(msg.smtputf8);
   env.set_eight_bit_mime(msg.eight_bit_mime);
+  // Due at once; the index key is written in the same batch.
+  *env.mutable_schedule()->mutable_next_attempt() = env.arrival_time();
   record.body = std::move(msg.body);
   // The token carries the connection id: if the connection is gone when the
   // write completes, the message is still spooled and nobody is answered.
-  spool_inflight_[conn->id()] =
-      InflightMessage{queue_id, env.sender(), conn->client_ip(), env.recipients_size(),
-                      static_cast<int64_t>(env.body_size())};
+  spool_inflight_[conn->id()] = InflightMessage{queue_id,
+                                                env.sender(),
+                                                conn->client_ip(),
+                                                env.recipients_size(),
+                                                static_cast<int64_t>(env.body_size()),
+                                                env};
   writer_->Submit(conn->id(), std::move(record));
 }
 
 void Worker::OnSpoolEvent(int res) {
   for (queue::SpoolCompletion& c : writer_->TakeCompletions()) {
     metrics_->Observe(metrics::kSpoolWriteSeconds, 0, absl::ToDoubleSeconds(c.latency));
+    if ((c.token & queue::QueueManager::kTokenBit) != 0) {
+      queue_->OnWriteDone(c);
+      continue;
+    }
     metrics_->Observe(metrics::kSpoolBatchMessages, 0, c.batch_size);
     InflightMessage m;
     if (auto q = spool_inflight_.find(c.token); q != spool_inflight_.end()) {
@@ -439,8 +595,8 @@ void Worker::OnSpoolEvent(int res) {
     const std::string& queue_id = m.queue_id;
     auto it = connections_.find(c.token);
     if (c.status.ok()) {
-      ++spooled_messages_;
-      metrics_->Set(metrics::kSpoolMessages, 0, spooled_messages_);
+      queue_->OnSpooled(m.envelope);
+      UpdateQueueGauges();
     } else {
       metrics_->Add(metrics::kSpoolWriteErrors, 0);
       log::LogEvent("spool_write_failed", log::Level::kError)
@@ -638,7 +794,18 @@ void Worker::OnTick() {
       conn->Timeout();
     }
   }
+  queue_->Tick();
+  UpdateQueueGauges();
   if (!done_) ring_.Timeout(&tick_->ts, tick_.get());
+}
+
+void Worker::UpdateQueueGauges() {
+  metrics_->Set(metrics::kSpoolMessages, 0, queue_->depth());
+  metrics_->Set(metrics::kQueueMessages, 0, queue_->depth());
+  metrics_->Set(metrics::kQueueDeferred, 0, queue_->deferred());
+  metrics_->Set(metrics::kQueueHeld, 0, queue_->held());
+  metrics_->Set(metrics::kQueueOldestSeconds, 0,
+                static_cast<uint64_t>(queue_->oldest_age_seconds()));
 }
 
 void Worker::OnIpc(int res, uint32_t flags) {
@@ -696,6 +863,16 @@ void Worker::HandleIpcMessage(const ipc::v1::SupervisorToWorker& msg) {
     }
   } else if (msg.has_drain()) {
     StartDrain(NowMs() + static_cast<int64_t>(msg.drain().deadline_ms()));
+  } else if (msg.has_queue_request()) {
+    const uint64_t request_id = msg.queue_request().request_id();
+    queue_->HandleRequest(msg.queue_request().request(),
+                          [this, request_id](queue::v1::QueueReply reply) {
+                            ipc::v1::WorkerToSupervisor out;
+                            out.mutable_queue_reply()->set_request_id(request_id);
+                            *out.mutable_queue_reply()->mutable_reply() = std::move(reply);
+                            SendToSupervisor(out);
+                            UpdateQueueGauges();
+                          });
   }
 }
 
@@ -715,6 +892,10 @@ void Worker::StartDrain(int64_t deadline_ms) {
     l->fd = -1;
   }
   metrics_->Set(metrics::kWorkerUp, 0, 0);
+  // Outbound: start nothing new, close idle connections; messages in
+  // transfer get until the deadline.
+  queue_->set_hold(true);
+  transport_->Shutdown();
 }
 
 void Worker::SendToSupervisor(const ipc::v1::WorkerToSupervisor& msg) {

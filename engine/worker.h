@@ -23,12 +23,14 @@
 #include "engine/connection_limiter.h"
 #include "engine/inbound_policy.h"
 #include "engine/io_ring.h"
+#include "engine/outbound_transport.h"
 #include "engine/relay_policy.h"
 #include "engine/smtp_connection.h"
 #include "engine/tls_context.h"
 #include "engine/user_db.h"
 #include "proto/worker_ipc.pb.h"
 #include "queue/queue_id.h"
+#include "queue/queue_manager.h"
 #include "queue/spool_store.h"
 #include "queue/spool_writer.h"
 
@@ -81,8 +83,17 @@ class Worker {
   class SpoolEventOp;
   class IpcOp;
   class AuthEventOp;
+  class QueueEvents;
+  class OutboundEvents;
 
   absl::Status ApplyConfig(const ipc::v1::WorkerSetup& setup, bool first);
+  // The outbound settings of `c`, checked: an error refuses the config.
+  struct OutboundSetup {
+    OutboundOptions options;
+    OutboundPolicy policy;
+    RouteTable routes;
+  };
+  static absl::StatusOr<OutboundSetup> BuildOutbound(const config::v1::Config& c);
   void OnAccept(Listener* l, int res, uint32_t flags);
   void OnTick();
   void OnSpoolEvent(int res);
@@ -93,6 +104,7 @@ class Worker {
   void StartDrain(int64_t deadline_ms);
   void SendToSupervisor(const ipc::v1::WorkerToSupervisor& msg);
   void ReapConnections();
+  void UpdateQueueGauges();
 
   int ipc_fd_;
   std::unique_ptr<metrics::MetricRegion> metrics_;
@@ -126,7 +138,11 @@ class Worker {
   std::unique_ptr<queue::SpoolStore> store_;
   std::unique_ptr<queue::SpoolWriter> writer_;
   std::unique_ptr<queue::QueueIdGenerator> ids_;
-  uint64_t spooled_messages_ = 0;
+  // The queue runner and the SMTP client side it delivers through.
+  std::unique_ptr<QueueEvents> queue_events_;
+  std::unique_ptr<OutboundEvents> outbound_events_;
+  std::unique_ptr<OutboundTransport> transport_;
+  std::unique_ptr<queue::QueueManager> queue_;
   // Spool writes in flight, by token (connection id): what the "queued" log
   // line reports once the write is durable.
   struct InflightMessage {
@@ -135,6 +151,7 @@ class Worker {
     std::string client;
     int64_t recipients = 0;
     int64_t size = 0;
+    queue::v1::Envelope envelope;  // for the queue manager once durable
   };
   std::unordered_map<uint64_t, InflightMessage> spool_inflight_;
   std::unique_ptr<TickOp> tick_;

@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "posternd: %s\n", std::string(st.message()).c_str());
     return 1;
   }
-  postern::control::AdminServer admin([&supervisor] { return supervisor.Status(); });
+  postern::control::AdminServer admin([&supervisor] { return supervisor.Status(); }, &supervisor);
   st = admin.Start(config->control().admin_socket());
   if (!st.ok()) {
     std::fprintf(stderr, "posternd: %s\n", std::string(st.message()).c_str());
