@@ -200,6 +200,60 @@ class Worker::OutboundEvents : public OutboundObserver {
 
 int64_t Worker::NowMs() const { return MonotonicMs(); }
 
+void Worker::AdoptShards(const ipc::v1::WorkerSetup& setup) {
+  // A spool directory left without a worker (fewer workers than before) is
+  // merged into this shard's spool: copied in batches (one fsync each), then
+  // removed from the old one. A crash in between leaves a message in both;
+  // the copy is skipped when it is already here, so nothing is delivered
+  // twice and nothing is lost. Queue ids carry their original shard, so they
+  // cannot collide.
+  for (uint32_t shard : setup.adopted_shards()) {
+    const std::filesystem::path dir =
+        std::filesystem::path(setup.config().node().data_dir()) / "spool" / std::to_string(shard);
+    std::error_code ec;
+    if (!std::filesystem::exists(dir / "CURRENT", ec)) continue;
+    auto other = queue::SpoolStore::Open(dir.string(), queue::SpoolOptions{});
+    if (!other.ok()) {
+      log::LogEvent("adopt_failed", log::Level::kWarn)
+          .Add("shard", static_cast<int64_t>(shard))
+          .Add("error", std::string(other.status().message()))
+          .Emit();
+      continue;
+    }
+    std::vector<queue::SpoolRecord> copies;
+    std::vector<queue::SpoolMutation> removals;
+    int64_t moved = 0;
+    auto flush = [&]() -> absl::Status {
+      if (absl::Status s = store_->WriteBatch(copies); !s.ok()) return s;
+      if (absl::Status s = (*other)->Apply({}, removals); !s.ok()) return s;
+      moved += static_cast<int64_t>(removals.size());
+      copies.clear();
+      removals.clear();
+      return absl::OkStatus();
+    };
+    absl::Status st = (*other)->ForEachEnvelope([&](const queue::v1::Envelope& e) -> absl::Status {
+      if (!store_->ReadEnvelope(e.queue_id()).ok()) {
+        auto body = (*other)->ReadBody(e.queue_id());
+        if (!body.ok()) return absl::OkStatus();  // leave it there, reported below
+        copies.push_back(queue::SpoolRecord{e, std::move(*body)});
+      }
+      queue::SpoolMutation m;
+      m.envelope.set_queue_id(e.queue_id());
+      m.remove = true;
+      m.old_due_ms = queue::SpoolStore::IsScheduled(e) ? queue::SpoolStore::DueMs(e) : -1;
+      removals.push_back(std::move(m));
+      return removals.size() >= 512 ? flush() : absl::OkStatus();
+    });
+    if (st.ok()) st = flush();
+    log::LogEvent(st.ok() ? "shard_adopted" : "adopt_failed",
+                  st.ok() ? log::Level::kInfo : log::Level::kWarn)
+        .Add("shard", static_cast<int64_t>(shard))
+        .Add("messages", moved)
+        .Add("error", st.ok() ? "" : std::string(st.message()))
+        .Emit();
+  }
+}
+
 int64_t Worker::GreetDelayMs() const { return DurationMs(config_.limits().greet_delay()); }
 
 absl::Status Worker::Init(const ipc::v1::WorkerSetup& setup) {
@@ -214,6 +268,7 @@ absl::Status Worker::Init(const ipc::v1::WorkerSetup& setup) {
   store_ = std::move(*store);
   ids_ = std::make_unique<queue::QueueIdGenerator>(shard_);
   ids_->AdvancePast(store_->LastId());
+  AdoptShards(setup);
   writer_ = std::make_unique<queue::SpoolWriter>(store_.get());
 
   st = ApplyConfig(setup, /*first=*/true);

@@ -105,6 +105,8 @@ class Worker {
   void SendToSupervisor(const ipc::v1::WorkerToSupervisor& msg);
   void ReapConnections();
   void UpdateQueueGauges();
+  // Merges the spools of shards left without a worker into this one.
+  void AdoptShards(const ipc::v1::WorkerSetup& setup);
 
   int ipc_fd_;
   std::unique_ptr<metrics::MetricRegion> metrics_;

@@ -271,6 +271,38 @@ TEST_F(QueueManagerTest, EnforcedTlsFailureIsRetriedThen24HoursLaterBouncedWithA
   EXPECT_EQ(observer_.dsns, 1);
 }
 
+TEST_F(QueueManagerTest, DelayWarningIsSentOnceAfterTheConfiguredWait) {
+  RetrySchedule schedule({absl::Minutes(10)}, /*jitter=*/0.0);
+  schedule.set_delay_warning(absl::Minutes(30));
+  manager_->set_schedule(schedule);
+  AttemptResult busy;
+  busy.kind = AttemptResult::kTemporary;
+  busy.reason = v1::DEFER_REASON_TEMPORARY_REPLY;
+  busy.status = "4.2.1";
+  busy.diagnostic = "451 4.2.1 mailbox busy";
+  const std::string id = Spool("alice@client.test", {"bob@a.example"});
+  for (int i = 0; i < 6; ++i) {  // attempts at 0, 10, 20, ... 50 minutes
+    Run();
+    ASSERT_EQ(transport_.Answer("a.example", busy), 1) << "attempt " << i;
+    Pump();
+    EXPECT_EQ(observer_.dsns, i < 3 ? 0 : 1) << "one warning, at the first attempt after 30m";
+    now_ += absl::Minutes(10);
+  }
+  auto env = store_->ReadEnvelope(id);
+  ASSERT_TRUE(env.ok());
+  EXPECT_TRUE(env->recipients(0).delay_notified());
+  EXPECT_EQ(env->recipients(0).state(), v1::RECIPIENT_STATE_DEFERRED);
+  bool found = false;
+  for (const v1::Envelope& e : All()) {
+    if (!e.is_dsn()) continue;
+    found = true;
+    auto body = store_->ReadBody(e.queue_id());
+    ASSERT_TRUE(body.ok());
+    EXPECT_NE(body->find("Action: delayed"), std::string::npos) << *body;
+  }
+  EXPECT_TRUE(found);
+}
+
 TEST_F(QueueManagerTest, RecoveryRebuildsFromTheIndex) {
   const std::string id = Spool("alice@client.test", {"bob@a.example"});
   Run();
