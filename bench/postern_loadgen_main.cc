@@ -891,6 +891,7 @@ void Connection::OnSent(int res) {
     return;
   }
   inflight_sent_ += static_cast<size_t>(res);
+  if (!idle_) Refresh();  // a large body to a slow reader is progress too
   if (inflight_sent_ < out_inflight_.size()) {
     send_armed_ = true;
     ++inflight_;
