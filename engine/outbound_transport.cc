@@ -67,6 +67,18 @@ AttemptResult FromRecipient(const RecipientResult& r, const std::string& label) 
   return a;
 }
 
+DestinationPlan FailedPlan(PlanKind kind, std::string status, std::string diagnostic) {
+  DestinationPlan plan;
+  plan.kind = kind;
+  plan.status = std::move(status);
+  plan.diagnostic = std::move(diagnostic);
+  return plan;
+}
+
+DestinationPlan NoResolver() {
+  return FailedPlan(PlanKind::kTemporary, "4.4.3", "no DNS resolver configured");
+}
+
 TlsClientOptions ClientOptionsFor(const DestinationPolicy& p) {
   TlsClientOptions o;
   o.min_version =
@@ -793,32 +805,20 @@ void OutboundTransport::Resolve(DestinationState& d) {
   const std::string domain = d.domain;
   if (auto plan = PlanWithoutDns(domain, routes_, options_.smtp_port)) {
     if (plan->kind != PlanKind::kOk) {
-      DestinationPlan failed;
-      failed.kind = plan->kind;
-      failed.status = plan->status;
-      failed.diagnostic = plan->diagnostic;
-      PlanDone(domain, std::move(failed));
+      PlanDone(domain, FailedPlan(plan->kind, plan->status, plan->diagnostic));
       return;
     }
     ResolveAddresses(domain, plan->hops);
     return;
   }
   if (!resolver_) {
-    DestinationPlan failed;
-    failed.kind = PlanKind::kTemporary;
-    failed.status = "4.4.3";
-    failed.diagnostic = "no DNS resolver configured";
-    PlanDone(domain, std::move(failed));
+    PlanDone(domain, NoResolver());
     return;
   }
   resolver_->LookupMx(domain, [this, domain](absl::StatusOr<std::vector<MxRecord>> mx) {
     NextHopPlan plan = PlanFromMx(domain, mx, options_.smtp_port, rng_);
     if (plan.kind != PlanKind::kOk) {
-      DestinationPlan failed;
-      failed.kind = plan.kind;
-      failed.status = plan.status;
-      failed.diagnostic = plan.diagnostic;
-      PlanDone(domain, std::move(failed));
+      PlanDone(domain, FailedPlan(plan.kind, plan.status, plan.diagnostic));
       return;
     }
     ResolveAddresses(domain, std::move(plan.hops));
@@ -840,11 +840,7 @@ void OutboundTransport::ResolveAddresses(const std::string& domain, std::vector<
     return;
   }
   if (!resolver_) {
-    DestinationPlan failed;
-    failed.kind = PlanKind::kTemporary;
-    failed.status = "4.4.3";
-    failed.diagnostic = "no DNS resolver configured";
-    PlanDone(domain, std::move(failed));
+    PlanDone(domain, NoResolver());
     return;
   }
   auto shared_hops = std::make_shared<std::vector<NextHop>>(std::move(hops));
