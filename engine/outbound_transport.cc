@@ -457,7 +457,8 @@ class OutboundTransport::Connection {
     std::vector<AttemptResult> out;
     if (result) {
       for (const RecipientResult& r : result->recipients) out.push_back(FromRecipient(r, label_));
-      t_->observer_->MessageSent(job_->job, label_, tls_version_, cipher_, verification_,
+      t_->observer_->MessageSent(job_->job, label_, tls_label_.empty() ? "plaintext" : tls_label_,
+                                 tls_version_, cipher_, verification_,
                                  result->data_reply ? result->data_reply->ToString() : "");
     }
     out.resize(job_->job.recipients.size());

@@ -73,10 +73,12 @@ class OutboundObserver {
   virtual void TestingWouldFail(const std::string& domain, const std::string& label,
                                 const std::string& result_type, const std::string& detail) {}
   virtual void PlaintextFallback(const std::string& domain, const std::string& label) {}
-  // One message went through a session: the trace line of the hop.
+  // One message went through a session: the trace line of the hop. tls:
+  // "plaintext", "tls_verified", "tls_pinned" or "tls_unverified".
   virtual void MessageSent(const queue::DeliveryJob& job, const std::string& label,
-                           const std::string& tls_version, const std::string& cipher,
-                           const std::string& verification, const std::string& reply) {}
+                           const std::string& tls, const std::string& tls_version,
+                           const std::string& cipher, const std::string& verification,
+                           const std::string& reply) {}
   virtual void ConnectionsChanged(size_t open) {}
 };
 

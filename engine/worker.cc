@@ -174,12 +174,11 @@ class Worker::OutboundEvents : public OutboundObserver {
         .Add("relay", label)
         .Emit();
   }
-  void MessageSent(const queue::DeliveryJob& job, const std::string& label,
+  void MessageSent(const queue::DeliveryJob& job, const std::string& label, const std::string& tls,
                    const std::string& tls_version, const std::string& cipher,
                    const std::string& verification, const std::string& reply) override {
     w_->metrics_->Add(metrics::kOutboundSessions,
-                      metrics::NameIndex(metrics::OutboundTlsNames(),
-                                         tls_version.empty() ? "plaintext" : "tls_unverified"));
+                      metrics::NameIndex(metrics::OutboundTlsNames(), tls));
     log::LogEvent("sent")
         .Add("queue_id", job.queue_id)
         .Add("domain", job.domain)

@@ -155,6 +155,7 @@ class OutboundPolicyTest(DeliveryTestCase):
         untrusted = self.send(node, ["c@self.test"])
         self.assertEqual(good.wait_records(1)[0]["tls"]["version"], "TLSv1.3")
         self.wait_gone(node, ok)
+        self.assertEqual(node.metric("postern_outbound_sessions_total", 'tls="tls_verified"'), 1)
         r = self.wait_recipient(node, mismatch)["recipients"][0]
         self.assertEqual(r["tls_result"], "certificate-host-mismatch")
         r = self.wait_recipient(node, untrusted)["recipients"][0]
@@ -177,6 +178,7 @@ class OutboundPolicyTest(DeliveryTestCase):
         bad = self.send(node, ["b@other.test"])
         self.assertIsNotNone(pinned.wait_records(1)[0]["tls"])
         self.wait_gone(node, ok)
+        self.assertEqual(node.metric("postern_outbound_sessions_total", 'tls="tls_pinned"'), 1)
         r = self.wait_recipient(node, bad)["recipients"][0]
         self.assertEqual(r["tls_result"], "pin-mismatch")
         time.sleep(1.2)
