@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <utility>
@@ -57,6 +59,24 @@ class NoAutoRecovery : public rocksdb::EventListener {
   }
 };
 
+// RocksDB's info log, on stderr (the worker's log) instead of a LOG file in
+// the spool directory. A LOG file shares the spool's disk: when that disk is
+// full, RocksDB 7.8 (Debian builds keep assertions) aborts on the next log
+// line after a failed one (WritableFileWriter "sync_without_flush_called_"),
+// which would turn a full disk into a crashing worker. Warnings and errors
+// only: the info level is chatty.
+class StderrLogger : public rocksdb::Logger {
+ public:
+  StderrLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char line[1024];
+    const int n = std::vsnprintf(line, sizeof(line), format, ap);
+    if (n < 0) return;
+    std::fprintf(stderr, "rocksdb: %s\n", line);
+  }
+};
+
 rocksdb::DBOptions MakeDbOptions(const SpoolOptions& options) {
   rocksdb::DBOptions db;
   db.create_if_missing = true;
@@ -75,6 +95,7 @@ rocksdb::DBOptions MakeDbOptions(const SpoolOptions& options) {
   db.max_bgerror_resume_count = 0;
   db.keep_log_file_num = 4;
   db.max_log_file_size = 8 << 20;
+  db.info_log = std::make_shared<StderrLogger>();
   return db;
 }
 

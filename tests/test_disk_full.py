@@ -51,7 +51,10 @@ class DiskFullTest(unittest.TestCase):
         accepted = 0
         refused = None
         for _ in range(100):
-            code, text = send(node.smtp_port)
+            try:
+                code, text = send(node.smtp_port)
+            except smtplib.SMTPServerDisconnected:
+                self.fail(f"connection dropped; node log:\n{node.logs()[-6000:]}")
             if code == 250:
                 accepted += 1
                 continue

@@ -5,7 +5,8 @@
 #      openssl, testssl.sh, HAProxy, Postfix, promtool)
 #   3. a short, bounded libFuzzer run of every fuzz target (tools/fuzz.sh)
 #   4. the unit tests again under ASan + UBSan (--config=asan), and the
-#      SMTP/TLS/PROXY integration tests against the sanitizer binaries
+#      SMTP, TLS, PROXY, delivery, disk-full and sink integration tests
+#      against the sanitizer binaries
 # The last line is "N passed, N failed, N skipped"; exit status 0 only if
 # none failed.
 set -uo pipefail
@@ -81,7 +82,7 @@ run_bazel_tests --config=asan
 echo "== integration tests against the ASan+UBSan binaries"
 asan_out=$(mktemp)
 POSTERN_BIN="$(bazel info --config=asan bazel-bin)" ASAN_OPTIONS=detect_leaks=0 \
-  UBSAN_OPTIONS=print_stacktrace=1 python3 tests/run.py "test_[fpst]*.py" 2>&1 | tee "$asan_out"
+  UBSAN_OPTIONS=print_stacktrace=1 python3 tests/run.py "test_[dfpst]*.py" 2>&1 | tee "$asan_out"
 last=$(tail -n 1 "$asan_out")
 rm -f "$asan_out"
 if [[ "$last" =~ ^INTEGRATION\ ([0-9]+)\ ([0-9]+)\ ([0-9]+)$ ]]; then
