@@ -47,6 +47,10 @@ constexpr std::array<MetricDef, kMetricCount> kDefs = {{
      LabelKind::kDeferReason, Buckets::kNone},
     {"dsns_sent_total", "Delivery status notifications queued (bounces and delay warnings).",
      MetricType::kCounter, LabelKind::kNone, Buckets::kNone},
+    {"expiries_total",
+     "Recipients failed because a retry limit ran out (max_queue_lifetime, or "
+     "tls_failure_max_defer for reason tls_required), by the last deferral reason.",
+     MetricType::kCounter, LabelKind::kDeferReason, Buckets::kNone},
     {"delivery_seconds", "Time from a delivery attempt's start to its last reply.",
      MetricType::kHistogram, LabelKind::kNone, Buckets::kLatencySeconds},
     {"outbound_sessions_total", "Outbound SMTP sessions, by TLS outcome.", MetricType::kCounter,

@@ -68,6 +68,7 @@ enum MetricId : uint32_t {
   kDeliveries,
   kDeferrals,
   kDsnsSent,
+  kExpiries,
   kDeliverySeconds,
   kOutboundSessions,
   kOutboundConnectionsActive,

@@ -130,7 +130,15 @@ class OutboundTransport::Connection {
     job_ = std::move(job);
     const Destination& a = addresses_[index_];
     label_ = a.Label();
-    auto addr = ParseSocketAddress(HostPort(a));
+    host_key_ = HostPort(a);
+    if (const int64_t until = t_->HostDownUntil(host_key_); until > t_->now_ms_) {
+      AddressFailed(false, "",
+                    absl::StrCat(label_, ": not tried, it failed recently (retry in ",
+                                 (until - t_->now_ms_ + 999) / 1000, "s)"),
+                    /*host_down=*/false);
+      return;
+    }
+    auto addr = ParseSocketAddress(host_key_);
     if (!addr.ok()) {
       AddressFailed(false, "", absl::StrCat("bad address ", HostPort(a)));
       return;
@@ -173,7 +181,8 @@ class OutboundTransport::Connection {
     }
     if (deadline_ms_ > 0 && now_ms >= deadline_ms_) {
       if (!connected_) {
-        AddressFailed(false, "", absl::StrCat("connect to ", label_, ": timed out"));
+        AddressFailed(false, "", absl::StrCat("connect to ", label_, ": timed out"),
+                      /*host_down=*/true);
       } else {
         session_->ConnectionLost("timeout");
         Drive();
@@ -231,7 +240,8 @@ class OutboundTransport::Connection {
     --inflight_;
     if (closing_) return MaybeFinish();
     if (res < 0) {
-      AddressFailed(false, "", absl::StrCat("connect to ", label_, ": ", std::strerror(-res)));
+      AddressFailed(false, "", absl::StrCat("connect to ", label_, ": ", std::strerror(-res)),
+                    /*host_down=*/true);
       return;
     }
     connected_ = true;
@@ -398,6 +408,10 @@ class OutboundTransport::Connection {
           return;
         case SmtpClientSession::Event::kReady:
           if (tls_state_ == kOff && tls_label_.empty()) tls_label_ = "plaintext";
+          if (!host_up_reported_) {
+            host_up_reported_ = true;
+            t_->HostUp(host_key_);
+          }
           if (job_ && !message_started_) {
             message_ = ToMessage(job_->job);
             started_ms_ = t_->now_ms_;
@@ -490,7 +504,10 @@ class OutboundTransport::Connection {
 
   // This address did not take the message: the next one does, or the job
   // fails with what the addresses said.
-  void AddressFailed(bool tls, const std::string& tls_result, const std::string& diagnostic) {
+  // host_down: the address itself failed (not our policy): remember it.
+  void AddressFailed(bool tls, const std::string& tls_result, const std::string& diagnostic,
+                     bool host_down = false) {
+    if (host_down) t_->HostFailed(host_key_);
     if (tls) {
       failures_.tls = true;
       failures_.tls_result = tls_result;
@@ -603,6 +620,8 @@ class OutboundTransport::Connection {
   AddressFailures failures_;
   DestinationPolicy policy_;
   std::string label_;
+  std::string host_key_;  // "ip:port", the dead-host cache key
+  bool host_up_reported_ = false;
   SocketAddress addr_;
   int fd_ = -1;
   std::unique_ptr<SmtpClientSession> session_;
@@ -946,6 +965,9 @@ void OutboundTransport::Tick(int64_t) {
       ++it;
     }
   }
+  std::erase_if(hosts_, [this](const auto& entry) {
+    return entry.second.down_until_ms + options_.max_host_backoff_ms < now_ms_;
+  });
   if (dns_driver_) dns_driver_->Arm();
 }
 
@@ -959,6 +981,21 @@ void OutboundTransport::Shutdown() {
   for (auto& [domain, d] : destinations_) Pump(*d);
   DeliverReady();
 }
+
+int64_t OutboundTransport::HostDownUntil(const std::string& key) const {
+  auto it = hosts_.find(key);
+  return it == hosts_.end() ? 0 : it->second.down_until_ms;
+}
+
+void OutboundTransport::HostFailed(const std::string& key) {
+  HostState& h = hosts_[key];
+  ++h.failures;
+  int64_t backoff = options_.host_backoff_ms;
+  for (int i = 1; i < h.failures && backoff < options_.max_host_backoff_ms; ++i) backoff *= 2;
+  h.down_until_ms = now_ms_ + std::min(backoff, options_.max_host_backoff_ms);
+}
+
+void OutboundTransport::HostUp(const std::string& key) { hosts_.erase(key); }
 
 absl::StatusOr<TlsClientContext*> OutboundTransport::ClientContext(const DestinationPolicy& p) {
   const TlsClientOptions o = ClientOptionsFor(p);

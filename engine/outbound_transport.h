@@ -58,6 +58,11 @@ struct OutboundOptions {
   int64_t command_timeout_ms = 120000;  // per reply; RFC 5321 suggests minutes
   int64_t idle_timeout_ms = 5000;       // reuse window for a finished connection
   int64_t plan_ttl_ms = 60000;          // how long a destination's addresses are reused
+  // An address that refused or dropped a connection, or answered the
+  // greeting with an error, is not tried again for this long (doubling per
+  // failure up to the maximum): Postfix's dead-host cache.
+  int64_t host_backoff_ms = 30000;
+  int64_t max_host_backoff_ms = 600000;
 };
 
 // What the transport reports, for logs and metrics.
@@ -134,6 +139,15 @@ class OutboundTransport : public queue::DeliveryTransport {
   std::optional<Job> NextJob(DestinationState* d);
   void ConnectionClosed(Connection* c);
   absl::StatusOr<TlsClientContext*> ClientContext(const DestinationPolicy& policy);
+  // Dead-host cache, keyed by "ip:port".
+  int64_t HostDownUntil(const std::string& key) const;
+  void HostFailed(const std::string& key);
+  void HostUp(const std::string& key);
+  struct HostState {
+    int failures = 0;
+    int64_t down_until_ms = 0;
+  };
+  std::map<std::string, HostState> hosts_;
   void Reap();
 
   IoRing* const ring_;

@@ -102,10 +102,12 @@ class Worker::QueueEvents : public queue::QueueObserver {
     const std::string result(queue::DecisionLabel(decision));
     w_->metrics_->Add(metrics::kDeliveries,
                       metrics::NameIndex(metrics::DeliveryResultNames(), result));
-    if (decision == queue::Decision::kDeferred) {
-      w_->metrics_->Add(metrics::kDeferrals,
-                        metrics::NameIndex(metrics::DeferReasonNames(),
-                                           std::string(queue::DeferReasonLabel(r.reason))));
+    const size_t reason = metrics::NameIndex(metrics::DeferReasonNames(),
+                                             std::string(queue::DeferReasonLabel(r.reason)));
+    if (decision == queue::Decision::kDeferred) w_->metrics_->Add(metrics::kDeferrals, reason);
+    // A temporary outcome that fails the recipient: a limit ran out.
+    if (decision == queue::Decision::kFailed && r.kind == queue::AttemptResult::kTemporary) {
+      w_->metrics_->Add(metrics::kExpiries, reason);
     }
     log::LogEvent(result,
                   decision == queue::Decision::kDelivered ? log::Level::kInfo : log::Level::kWarn)

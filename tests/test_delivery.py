@@ -121,6 +121,32 @@ class OutboundPolicyTest(DeliveryTestCase):
                  what="delivered counted")
         self.assertIn("event=sent", node.logs())
 
+    def test_opportunistic_falls_back_to_plaintext_when_the_handshake_fails(self):
+        tls12 = self.sink("--tls-max", "1.2", tls="offer")
+        node = self.node(
+            "routes:\n" + route("old.test", tls12) +
+            "partners:\n  - { domain: old.test, outbound: { tls: opportunistic, min_version: \"1.3\" } }\n")
+        qid = self.send(node, ["a@old.test"])
+        got = tls12.wait_records(1)[0]
+        self.assertIsNone(got["tls"], "delivered in plaintext on a new connection")
+        self.wait_gone(node, qid)
+        self.assertEqual(node.metric("postern_outbound_plaintext_fallbacks_total"), 1)
+        self.assertIn("event=tls_fallback_plaintext", node.logs())
+
+    def test_an_unreachable_host_is_not_tried_again_at_once(self):
+        closed = free_port()
+        node = self.node(f'routes:\n  - {{ domain: dead.test, next_hop: "[127.0.0.1]:{closed}" }}\n')
+        first = self.send(node, ["a@dead.test"])
+        r = self.wait_recipient(node, first)["recipients"][0]
+        self.assertEqual(r["last_reason"], "DEFER_REASON_CONNECTION")
+        self.assertIn("Connection refused", r["last_error"])
+        second = self.send(node, ["b@dead.test"])
+        r = self.wait_recipient(node, second)["recipients"][0]
+        self.assertIn("failed recently", r["last_error"])
+        refused = [l for l in node.logs().splitlines()
+                   if "event=outbound_failed" in l and "Connection refused" in l]
+        self.assertEqual(len(refused), 1, "one connection attempt, then the dead-host cache")
+
     def test_require_never_sends_plaintext_and_defers_with_tls_required(self):
         no_tls = self.sink()
         node = self.node(
@@ -247,6 +273,7 @@ class BounceTest(DeliveryTestCase):
         time.sleep(1.2)
         self.assertEqual(no_tls.records(), [], "never sent in plaintext")
         self.assertEqual(node.metric("postern_dsns_sent_total"), 1)
+        self.assertEqual(node.metric("postern_expiries_total", 'reason="tls_required"'), 1)
 
 
 class Dnsmasq:
