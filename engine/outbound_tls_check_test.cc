@@ -2,18 +2,13 @@
 // TlsSession and a client TlsSession, plus the pure name and pin rules.
 #include "engine/outbound_tls_check.h"
 
-#include <openssl/ec_key.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/nid.h>
-#include <openssl/pem.h>
-#include <openssl/sha.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
-#include <cstdlib>
-#include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -21,137 +16,21 @@
 #include "engine/tls_client_context.h"
 #include "engine/tls_context.h"
 #include "engine/tls_session.h"
+#include "engine/tls_test_support.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/config.pb.h"
 
-namespace postern::engine {
+// In tls_test's namespace: the private PKI (Ca(), Leaf(), ...), MakeServer(),
+// MakeClient() and Connect() are tls_test_support's.
+namespace postern::engine::tls_test {
 namespace {
 
 using ::testing::HasSubstr;
 using HandshakeResult = TlsSession::HandshakeResult;
 using config::v1::OutboundTlsMode;
 
-// The PKI and connection helpers are the same as tls_client_test.cc's; each
-// test binary builds its own PKI.
-
-std::string TempDir() {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return dir != nullptr ? dir : "/tmp";
-}
-
-std::string Sha256Hex(const uint8_t* p, size_t n) {
-  uint8_t digest[SHA256_DIGEST_LENGTH];
-  SHA256(p, n, digest);
-  std::string out;
-  for (uint8_t b : digest) absl::StrAppend(&out, absl::Hex(b, absl::kZeroPad2));
-  return out;
-}
-
-// --- a tiny private PKI, generated once per test binary ---
-
-struct TestCert {
-  std::string cert_file;  // PEM
-  std::string key_file;   // PEM
-  bssl::UniquePtr<X509> x509;
-  bssl::UniquePtr<EVP_PKEY> key;
-
-  CertKeyPair pair() const { return {cert_file, key_file}; }
-  std::string Der() const {
-    uint8_t* der = nullptr;
-    int len = i2d_X509(x509.get(), &der);
-    std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-    OPENSSL_free(der);
-    return out;
-  }
-  std::string DerSha256Hex() const {
-    std::string der = Der();
-    return Sha256Hex(reinterpret_cast<const uint8_t*>(der.data()), der.size());
-  }
-};
-
-bssl::UniquePtr<EVP_PKEY> NewKey() {
-  bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
-  EC_KEY_generate_key(ec.get());
-  bssl::UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
-  EVP_PKEY_assign_EC_KEY(key.get(), ec.release());
-  return key;
-}
-
-void AddExtension(X509* x, int nid, const char* value) {
-  bssl::UniquePtr<X509_EXTENSION> ext(X509V3_EXT_nconf_nid(nullptr, nullptr, nid, value));
-  ASSERT_TRUE(ext) << value;
-  ASSERT_TRUE(X509_add_ext(x, ext.get(), -1));
-}
-
-struct CertSpec {
-  std::string file;                  // base name of the PEM files
-  std::string cn;                    // subject CN
-  std::string san = "";              // "DNS:a,DNS:b"; empty: no subjectAltName
-  const TestCert* issuer = nullptr;  // null: self-signed
-  bool ca = false;
-  long not_before = -3600;  // seconds from now
-  long not_after = 86400;
-};
-
-TestCert MakeCert(const CertSpec& spec) {
-  static int serial = 1;
-  TestCert c;
-  c.key = NewKey();
-  c.x509.reset(X509_new());
-  X509* x = c.x509.get();
-  X509_set_version(x, X509_VERSION_3);
-  ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
-  X509_gmtime_adj(X509_getm_notBefore(x), spec.not_before);
-  X509_gmtime_adj(X509_getm_notAfter(x), spec.not_after);
-  X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-                             reinterpret_cast<const uint8_t*>(spec.cn.c_str()), -1, -1, 0);
-  X509_set_issuer_name(x, spec.issuer != nullptr ? X509_get_subject_name(spec.issuer->x509.get())
-                                                 : X509_get_subject_name(x));
-  X509_set_pubkey(x, c.key.get());
-  if (spec.ca) {
-    AddExtension(x, NID_basic_constraints, "critical,CA:TRUE");
-    AddExtension(x, NID_key_usage, "critical,keyCertSign,cRLSign");
-  }
-  if (!spec.san.empty()) AddExtension(x, NID_subject_alt_name, spec.san.c_str());
-  EVP_PKEY* signer = spec.issuer != nullptr ? spec.issuer->key.get() : c.key.get();
-  EXPECT_GT(X509_sign(x, signer, EVP_sha256()), 0);
-  c.cert_file = absl::StrCat(TempDir(), "/", spec.file, ".crt");
-  c.key_file = absl::StrCat(TempDir(), "/", spec.file, ".key");
-  bssl::UniquePtr<BIO> cert_out(BIO_new_file(c.cert_file.c_str(), "w"));
-  EXPECT_TRUE(PEM_write_bio_X509(cert_out.get(), x));
-  bssl::UniquePtr<BIO> key_out(BIO_new_file(c.key_file.c_str(), "w"));
-  EXPECT_TRUE(
-      PEM_write_bio_PrivateKey(key_out.get(), c.key.get(), nullptr, nullptr, 0, nullptr, nullptr));
-  return c;
-}
-
-const TestCert& Ca() {
-  static const TestCert* c = new TestCert(MakeCert({.file = "ca", .cn = "Test CA", .ca = true}));
-  return *c;
-}
-const TestCert& Leaf() {
-  static const TestCert* c = new TestCert(MakeCert({.file = "leaf",
-                                                    .cn = "mx.partner.example",
-                                                    .san = "DNS:mx.partner.example",
-                                                    .issuer = &Ca()}));
-  return *c;
-}
-const TestCert& SelfSigned() {
-  static const TestCert* c = new TestCert(
-      MakeCert({.file = "self", .cn = "mx.partner.example", .san = "DNS:mx.partner.example"}));
-  return *c;
-}
-const TestCert& Expired() {
-  static const TestCert* c = new TestCert(MakeCert({.file = "expired",
-                                                    .cn = "mx.partner.example",
-                                                    .san = "DNS:mx.partner.example",
-                                                    .issuer = &Ca(),
-                                                    .not_before = -2 * 86400,
-                                                    .not_after = -86400}));
-  return *c;
-}
-
+// Certificates for the name rules, beside the shared ones.
 const TestCert& Wildcard() {
   static const TestCert* c = new TestCert(MakeCert({.file = "wildcard",
                                                     .cn = "*.partner.example",
@@ -178,61 +57,6 @@ const TestCert& SanIpCn() {
   static const TestCert* c = new TestCert(MakeCert(
       {.file = "san-ip", .cn = "mx.partner.example", .san = "IP:192.0.2.1", .issuer = &Ca()}));
   return *c;
-}
-
-// --- contexts and an in-memory connection ---
-
-std::unique_ptr<TlsServerContext> MakeServer(const TestCert& cert, TlsServerOptions options = {}) {
-  options.certificates = {cert.pair()};
-  auto ctx = TlsServerContext::Create(options);
-  EXPECT_TRUE(ctx.ok()) << ctx.status();
-  return ctx.ok() ? std::move(*ctx) : nullptr;
-}
-
-std::unique_ptr<TlsClientContext> MakeClient(TlsClientOptions options = {}) {
-  auto ctx = TlsClientContext::Create(options);
-  EXPECT_TRUE(ctx.ok()) << ctx.status();
-  return ctx.ok() ? std::move(*ctx) : nullptr;
-}
-
-std::unique_ptr<TlsClientContext> MakeVerifyingClient() {
-  return MakeClient({.verify_peer = true, .ca_file = Ca().cert_file});
-}
-
-struct Connection {
-  std::unique_ptr<TlsSession> server;
-  std::unique_ptr<TlsSession> client;
-  HandshakeResult server_result = HandshakeResult::kWantIO;
-  HandshakeResult client_result = HandshakeResult::kWantIO;
-  bool done() const {
-    return server_result == HandshakeResult::kDone && client_result == HandshakeResult::kDone;
-  }
-};
-
-// Moves ciphertext both ways until both sides finish or one fails (its alert
-// then reaches the other side).
-Connection Connect(TlsServerContext* server_ctx, TlsClientContext* client_ctx,
-                   std::string_view host) {
-  Connection c;
-  c.server = std::make_unique<TlsSession>(server_ctx);
-  c.client = std::make_unique<TlsSession>(client_ctx, host);
-  for (int round = 0; round < 10; ++round) {
-    c.client_result = c.client->DoHandshake();
-    std::string wire;
-    c.client->TakeCiphertext(&wire);
-    c.server->FeedCiphertext(wire);
-    c.server_result = c.server->DoHandshake();
-    wire.clear();
-    c.server->TakeCiphertext(&wire);
-    c.client->FeedCiphertext(wire);
-    if (c.client_result == HandshakeResult::kFailed) break;
-    if (c.server_result == HandshakeResult::kFailed) {
-      c.client_result = c.client->DoHandshake();  // reads the alert
-      break;
-    }
-    if (c.done()) break;
-  }
-  return c;
 }
 
 // The check's inputs after a handshake with a server presenting `cert`.
@@ -267,14 +91,6 @@ void ExpectFail(const OutboundTlsVerdict& v, const std::string& type) {
   EXPECT_FALSE(v.ok) << v.diagnostic;
   EXPECT_EQ(v.result_type, type) << v.diagnostic;
   EXPECT_FALSE(v.diagnostic.empty());
-}
-
-std::string SpkiSha256Hex(const TestCert& c) {
-  uint8_t* der = nullptr;
-  int len = i2d_PUBKEY(c.key.get(), &der);
-  std::string hex = Sha256Hex(der, static_cast<size_t>(len));
-  OPENSSL_free(der);
-  return hex;
 }
 
 // --- verify ---
@@ -413,12 +229,12 @@ TEST(OutboundTlsCheckTest, PinOnLeafOrSpki) {
   auto client = MakeClient();  // pinning needs no CA
   OutboundTlsFacts facts = Handshake(SelfSigned(), client.get());
   const std::string cert_pin = absl::StrCat("sha256:", SelfSigned().DerSha256Hex());
-  const std::string spki_pin = absl::StrCat("sha256:", SpkiSha256Hex(SelfSigned()));
-  const std::string wrong_pin = absl::StrCat("sha256:", SpkiSha256Hex(Leaf()));
+  const std::string spki_pin = absl::StrCat("sha256:", SelfSigned().SpkiSha256Hex());
+  const std::string wrong_pin = absl::StrCat("sha256:", Leaf().SpkiSha256Hex());
   ExpectOk(Pin({cert_pin}).Evaluate(facts, "mx.partner.example", "partner.example"));
   ExpectOk(Pin({spki_pin}).Evaluate(facts, "mx.partner.example", "partner.example"));
   // Upper-case hex is the same pin.
-  ExpectOk(Pin({absl::StrCat("SHA256:", absl::AsciiStrToUpper(SpkiSha256Hex(SelfSigned())))})
+  ExpectOk(Pin({absl::StrCat("SHA256:", absl::AsciiStrToUpper(SelfSigned().SpkiSha256Hex()))})
                .Evaluate(facts, "mx.partner.example", "partner.example"));
   // Names do not matter for pins.
   ExpectOk(Pin({cert_pin}).Evaluate(facts, "mx.elsewhere.example", "elsewhere.example"));
@@ -426,13 +242,13 @@ TEST(OutboundTlsCheckTest, PinOnLeafOrSpki) {
   OutboundTlsVerdict v = Pin({wrong_pin}).Evaluate(facts, "mx.partner.example", "partner.example");
   ExpectFail(v, kTlsrptPinMismatch);
   EXPECT_THAT(v.diagnostic, HasSubstr(SelfSigned().DerSha256Hex()));
-  EXPECT_THAT(v.diagnostic, HasSubstr(SpkiSha256Hex(SelfSigned())));
+  EXPECT_THAT(v.diagnostic, HasSubstr(SelfSigned().SpkiSha256Hex()));
 }
 
 TEST(OutboundTlsCheckTest, PinSetWithCurrentAndNextKey) {
   auto client = MakeClient();
-  const std::string current = absl::StrCat("sha256:", SpkiSha256Hex(SelfSigned()));
-  const std::string next = absl::StrCat("sha256:", SpkiSha256Hex(Leaf()));
+  const std::string current = absl::StrCat("sha256:", SelfSigned().SpkiSha256Hex());
+  const std::string next = absl::StrCat("sha256:", Leaf().SpkiSha256Hex());
   OutboundTlsCheck check = Pin({current, next});
   ExpectOk(
       check.Evaluate(Handshake(SelfSigned(), client.get()), "mx.partner.example", "p.example"));
@@ -551,4 +367,4 @@ TEST(OutboundTlsCheckTest, ResultTypesForVerifyErrors) {
 }
 
 }  // namespace
-}  // namespace postern::engine
+}  // namespace postern::engine::tls_test

@@ -1,13 +1,9 @@
 #include "engine/tls_client_context.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <string.h>
-#include <unistd.h>
 
 #include <utility>
 
@@ -17,70 +13,8 @@
 namespace postern::engine {
 namespace {
 
-// TLS 1.2 suites per class, the same sets the server side serves
-// (tls_context.cc), in client preference order.
-constexpr char kStrongCiphers[] =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:"
-    "ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-RSA-CHACHA20-POLY1305:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:"
-    "ECDHE-RSA-AES256-GCM-SHA384";
-constexpr char kPfsCbcCiphers[] =
-    "ECDHE-ECDSA-AES128-SHA:"
-    "ECDHE-RSA-AES128-SHA:"
-    "ECDHE-ECDSA-AES256-SHA:"
-    "ECDHE-RSA-AES256-SHA";
-constexpr char kRsaKxCiphers[] =
-    "AES128-GCM-SHA256:"
-    "AES256-GCM-SHA384:"
-    "AES128-SHA:"
-    "AES256-SHA";
-
-std::string CipherList(CipherClass c) {
-  switch (c) {
-    case CipherClass::kStrong:
-      return kStrongCiphers;
-    case CipherClass::kPfs:
-      return absl::StrCat(kStrongCiphers, ":", kPfsCbcCiphers);
-    case CipherClass::kCompat:
-      return absl::StrCat(kStrongCiphers, ":", kPfsCbcCiphers, ":", kRsaKxCiphers);
-  }
-  return kStrongCiphers;
-}
-
 // The system bundle is about 200 KiB; anything far larger is a mistake.
 constexpr size_t kMaxCaFileSize = 16u << 20;
-
-absl::StatusOr<std::string> ReadCaFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    int e = errno;
-    std::string msg = absl::StrCat(path, ": ", strerror(e));
-    if (e == ENOENT) return absl::NotFoundError(msg);
-    if (e == EACCES || e == EPERM) return absl::PermissionDeniedError(msg);
-    return absl::InternalError(msg);
-  }
-  std::string data;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      close(fd);
-      return absl::InternalError(absl::StrCat(path, ": ", strerror(e)));
-    }
-    if (n == 0) break;
-    data.append(buf, static_cast<size_t>(n));
-    if (data.size() > kMaxCaFileSize) {
-      close(fd);
-      return absl::InvalidArgumentError(absl::StrCat(path, ": larger than 16 MiB"));
-    }
-  }
-  close(fd);
-  return data;
-}
 
 // Cache key and SNI form of a host name: lowercase, no trailing dot.
 std::string NormalizeHost(std::string_view host) {
@@ -116,7 +50,7 @@ bool TlsClientContext::IsIpLiteral(std::string_view host) {
 absl::Status TlsClientContext::LoadCaStore() {
   const std::string& path =
       options_.ca_file.empty() ? std::string(kSystemCaFile) : options_.ca_file;
-  absl::StatusOr<std::string> pem = ReadCaFile(path);
+  absl::StatusOr<std::string> pem = ReadTlsFile(path, kMaxCaFileSize);
   if (!pem.ok()) return pem.status();
   bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(pem->data(), pem->size()));
   if (!bio) return absl::InternalError("BIO_new_mem_buf failed");
@@ -153,7 +87,7 @@ absl::Status TlsClientContext::Init() {
   uint16_t min = options_.min_version == TlsVersion::kTls13 ? TLS1_3_VERSION : TLS1_2_VERSION;
   if (!SSL_CTX_set_min_proto_version(ctx_.get(), min) ||
       !SSL_CTX_set_max_proto_version(ctx_.get(), TLS1_3_VERSION) ||
-      !SSL_CTX_set_strict_cipher_list(ctx_.get(), CipherList(options_.ciphers).c_str())) {
+      !SSL_CTX_set_strict_cipher_list(ctx_.get(), TlsCipherList(options_.ciphers).c_str())) {
     ERR_clear_error();
     return absl::InternalError("cannot configure the client SSL_CTX");
   }

@@ -1,17 +1,11 @@
 // The client side of TLS: TlsClientContext and TlsSession's client mode,
 // shaking hands in memory with a server TlsSession.
-#include <openssl/ec_key.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/nid.h>
-#include <openssl/pem.h>
-#include <openssl/sha.h>
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,188 +13,19 @@
 #include "engine/tls_client_context.h"
 #include "engine/tls_context.h"
 #include "engine/tls_session.h"
+#include "engine/tls_test_support.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace postern::engine {
+// In tls_test's namespace: the private PKI (Ca(), Leaf(), ...), MakeServer(),
+// MakeClient() and Connect() are tls_test_support's.
+namespace postern::engine::tls_test {
 namespace {
 
 using ::testing::AnyOf;
 using ::testing::HasSubstr;
 using ::testing::Optional;
 using HandshakeResult = TlsSession::HandshakeResult;
-
-std::string TempDir() {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return dir != nullptr ? dir : "/tmp";
-}
-
-std::string Sha256Hex(const uint8_t* p, size_t n) {
-  uint8_t digest[SHA256_DIGEST_LENGTH];
-  SHA256(p, n, digest);
-  std::string out;
-  for (uint8_t b : digest) absl::StrAppend(&out, absl::Hex(b, absl::kZeroPad2));
-  return out;
-}
-
-// --- a tiny private PKI, generated once per test binary ---
-
-struct TestCert {
-  std::string cert_file;  // PEM
-  std::string key_file;   // PEM
-  bssl::UniquePtr<X509> x509;
-  bssl::UniquePtr<EVP_PKEY> key;
-
-  CertKeyPair pair() const { return {cert_file, key_file}; }
-  std::string Der() const {
-    uint8_t* der = nullptr;
-    int len = i2d_X509(x509.get(), &der);
-    std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-    OPENSSL_free(der);
-    return out;
-  }
-  std::string DerSha256Hex() const {
-    std::string der = Der();
-    return Sha256Hex(reinterpret_cast<const uint8_t*>(der.data()), der.size());
-  }
-};
-
-bssl::UniquePtr<EVP_PKEY> NewKey() {
-  bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
-  EC_KEY_generate_key(ec.get());
-  bssl::UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
-  EVP_PKEY_assign_EC_KEY(key.get(), ec.release());
-  return key;
-}
-
-void AddExtension(X509* x, int nid, const char* value) {
-  bssl::UniquePtr<X509_EXTENSION> ext(X509V3_EXT_nconf_nid(nullptr, nullptr, nid, value));
-  ASSERT_TRUE(ext) << value;
-  ASSERT_TRUE(X509_add_ext(x, ext.get(), -1));
-}
-
-struct CertSpec {
-  std::string file;                  // base name of the PEM files
-  std::string cn;                    // subject CN
-  std::string san = "";              // "DNS:a,DNS:b"; empty: no subjectAltName
-  const TestCert* issuer = nullptr;  // null: self-signed
-  bool ca = false;
-  long not_before = -3600;  // seconds from now
-  long not_after = 86400;
-};
-
-TestCert MakeCert(const CertSpec& spec) {
-  static int serial = 1;
-  TestCert c;
-  c.key = NewKey();
-  c.x509.reset(X509_new());
-  X509* x = c.x509.get();
-  X509_set_version(x, X509_VERSION_3);
-  ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
-  X509_gmtime_adj(X509_getm_notBefore(x), spec.not_before);
-  X509_gmtime_adj(X509_getm_notAfter(x), spec.not_after);
-  X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-                             reinterpret_cast<const uint8_t*>(spec.cn.c_str()), -1, -1, 0);
-  X509_set_issuer_name(x, spec.issuer != nullptr ? X509_get_subject_name(spec.issuer->x509.get())
-                                                 : X509_get_subject_name(x));
-  X509_set_pubkey(x, c.key.get());
-  if (spec.ca) {
-    AddExtension(x, NID_basic_constraints, "critical,CA:TRUE");
-    AddExtension(x, NID_key_usage, "critical,keyCertSign,cRLSign");
-  }
-  if (!spec.san.empty()) AddExtension(x, NID_subject_alt_name, spec.san.c_str());
-  EVP_PKEY* signer = spec.issuer != nullptr ? spec.issuer->key.get() : c.key.get();
-  EXPECT_GT(X509_sign(x, signer, EVP_sha256()), 0);
-  c.cert_file = absl::StrCat(TempDir(), "/", spec.file, ".crt");
-  c.key_file = absl::StrCat(TempDir(), "/", spec.file, ".key");
-  bssl::UniquePtr<BIO> cert_out(BIO_new_file(c.cert_file.c_str(), "w"));
-  EXPECT_TRUE(PEM_write_bio_X509(cert_out.get(), x));
-  bssl::UniquePtr<BIO> key_out(BIO_new_file(c.key_file.c_str(), "w"));
-  EXPECT_TRUE(
-      PEM_write_bio_PrivateKey(key_out.get(), c.key.get(), nullptr, nullptr, 0, nullptr, nullptr));
-  return c;
-}
-
-const TestCert& Ca() {
-  static const TestCert* c = new TestCert(MakeCert({.file = "ca", .cn = "Test CA", .ca = true}));
-  return *c;
-}
-const TestCert& Leaf() {
-  static const TestCert* c = new TestCert(MakeCert({.file = "leaf",
-                                                    .cn = "mx.partner.example",
-                                                    .san = "DNS:mx.partner.example",
-                                                    .issuer = &Ca()}));
-  return *c;
-}
-const TestCert& SelfSigned() {
-  static const TestCert* c = new TestCert(
-      MakeCert({.file = "self", .cn = "mx.partner.example", .san = "DNS:mx.partner.example"}));
-  return *c;
-}
-const TestCert& Expired() {
-  static const TestCert* c = new TestCert(MakeCert({.file = "expired",
-                                                    .cn = "mx.partner.example",
-                                                    .san = "DNS:mx.partner.example",
-                                                    .issuer = &Ca(),
-                                                    .not_before = -2 * 86400,
-                                                    .not_after = -86400}));
-  return *c;
-}
-
-// --- contexts and an in-memory connection ---
-
-std::unique_ptr<TlsServerContext> MakeServer(const TestCert& cert, TlsServerOptions options = {}) {
-  options.certificates = {cert.pair()};
-  auto ctx = TlsServerContext::Create(options);
-  EXPECT_TRUE(ctx.ok()) << ctx.status();
-  return ctx.ok() ? std::move(*ctx) : nullptr;
-}
-
-std::unique_ptr<TlsClientContext> MakeClient(TlsClientOptions options = {}) {
-  auto ctx = TlsClientContext::Create(options);
-  EXPECT_TRUE(ctx.ok()) << ctx.status();
-  return ctx.ok() ? std::move(*ctx) : nullptr;
-}
-
-std::unique_ptr<TlsClientContext> MakeVerifyingClient() {
-  return MakeClient({.verify_peer = true, .ca_file = Ca().cert_file});
-}
-
-struct Connection {
-  std::unique_ptr<TlsSession> server;
-  std::unique_ptr<TlsSession> client;
-  HandshakeResult server_result = HandshakeResult::kWantIO;
-  HandshakeResult client_result = HandshakeResult::kWantIO;
-  bool done() const {
-    return server_result == HandshakeResult::kDone && client_result == HandshakeResult::kDone;
-  }
-};
-
-// Moves ciphertext both ways until both sides finish or one fails (its alert
-// then reaches the other side).
-Connection Connect(TlsServerContext* server_ctx, TlsClientContext* client_ctx,
-                   std::string_view host) {
-  Connection c;
-  c.server = std::make_unique<TlsSession>(server_ctx);
-  c.client = std::make_unique<TlsSession>(client_ctx, host);
-  for (int round = 0; round < 10; ++round) {
-    c.client_result = c.client->DoHandshake();
-    std::string wire;
-    c.client->TakeCiphertext(&wire);
-    c.server->FeedCiphertext(wire);
-    c.server_result = c.server->DoHandshake();
-    wire.clear();
-    c.server->TakeCiphertext(&wire);
-    c.client->FeedCiphertext(wire);
-    if (c.client_result == HandshakeResult::kFailed) break;
-    if (c.server_result == HandshakeResult::kFailed) {
-      c.client_result = c.client->DoHandshake();  // reads the alert
-      break;
-    }
-    if (c.done()) break;
-  }
-  return c;
-}
 
 // The server greets; the client reads it (and any TLS 1.3 tickets with it).
 void Greet(Connection& c) {
@@ -463,4 +288,4 @@ TEST(TlsClientSessionTest, SessionCacheBoundsAndOff) {
 }
 
 }  // namespace
-}  // namespace postern::engine
+}  // namespace postern::engine::tls_test

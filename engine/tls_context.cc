@@ -23,9 +23,9 @@
 namespace postern::engine {
 namespace {
 
-// TLS 1.2 suites per class, in server preference order. Brackets are
-// BoringSSL's equal-preference groups: within one the client's order wins, so
-// a client without AES hardware can pick ChaCha20-Poly1305.
+// TLS 1.2 suites per class (TlsCipherList), in preference order. Brackets are
+// BoringSSL's equal-preference groups: within one a server lets the client's
+// order win, so a client without AES hardware can pick ChaCha20-Poly1305.
 constexpr char kStrongCiphers[] =
     "[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]:"
     "[ECDHE-RSA-AES128-GCM-SHA256|ECDHE-RSA-CHACHA20-POLY1305]:"
@@ -42,7 +42,9 @@ constexpr char kRsaKxCiphers[] =
     "AES128-SHA:"
     "AES256-SHA";
 
-std::string CipherList(CipherClass c) {
+}  // namespace
+
+std::string TlsCipherList(CipherClass c) {
   switch (c) {
     case CipherClass::kStrong:
       return kStrongCiphers;
@@ -54,16 +56,7 @@ std::string CipherList(CipherClass c) {
   return kStrongCiphers;
 }
 
-// The first queued BoringSSL error, for messages; clears the queue.
-std::string TakeSslError() {
-  uint32_t err = ERR_get_error();
-  ERR_clear_error();
-  if (err == 0) return "unknown error";
-  const char* reason = ERR_reason_error_string(err);
-  return reason != nullptr ? reason : absl::StrCat("error ", err);
-}
-
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+absl::StatusOr<std::string> ReadTlsFile(const std::string& path, size_t max_bytes) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int e = errno;
@@ -73,7 +66,7 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
     return absl::InternalError(msg);
   }
   std::string data;
-  char buf[8192];
+  char buf[65536];
   for (;;) {
     ssize_t n = read(fd, buf, sizeof(buf));
     if (n < 0 && errno == EINTR) continue;
@@ -84,14 +77,29 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
     }
     if (n == 0) break;
     data.append(buf, static_cast<size_t>(n));
-    if (data.size() > (1u << 20)) {
+    if (data.size() > max_bytes) {
       close(fd);
-      return absl::InvalidArgumentError(absl::StrCat(path, ": larger than 1 MiB"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": larger than ", max_bytes >> 20, " MiB"));
     }
   }
   close(fd);
   return data;
 }
+
+namespace {
+
+// The first queued BoringSSL error, for messages; clears the queue.
+std::string TakeSslError() {
+  uint32_t err = ERR_get_error();
+  ERR_clear_error();
+  if (err == 0) return "unknown error";
+  const char* reason = ERR_reason_error_string(err);
+  return reason != nullptr ? reason : absl::StrCat("error ", err);
+}
+
+// Certificate chains and keys are a few KiB.
+constexpr size_t kMaxPemFileSize = 1u << 20;
 
 uint16_t EcdsaSigalgForCurve(int nid) {
   switch (nid) {
@@ -156,9 +164,9 @@ absl::StatusOr<std::unique_ptr<TlsServerContext>> TlsServerContext::Create(
 
 absl::StatusOr<TlsServerContext::Credential> TlsServerContext::LoadCredential(
     const CertKeyPair& pair) {
-  absl::StatusOr<std::string> cert_pem = ReadWholeFile(pair.cert_file);
+  absl::StatusOr<std::string> cert_pem = ReadTlsFile(pair.cert_file, kMaxPemFileSize);
   if (!cert_pem.ok()) return cert_pem.status();
-  absl::StatusOr<std::string> key_pem = ReadWholeFile(pair.key_file);
+  absl::StatusOr<std::string> key_pem = ReadTlsFile(pair.key_file, kMaxPemFileSize);
   if (!key_pem.ok()) return key_pem.status();
 
   Credential cred;
@@ -267,7 +275,7 @@ absl::Status TlsServerContext::Init() {
       !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION)) {
     return absl::InternalError(absl::StrCat("setting TLS versions: ", TakeSslError()));
   }
-  std::string ciphers = CipherList(options_.ciphers);
+  std::string ciphers = TlsCipherList(options_.ciphers);
   if (!SSL_CTX_set_strict_cipher_list(ctx, ciphers.c_str())) {
     return absl::InternalError(absl::StrCat("cipher list: ", TakeSslError()));
   }

@@ -62,6 +62,18 @@ enum class CipherClass {
   kCompat,  // kPfs, then RSA key exchange AES-GCM and AES-CBC for legacy senders
 };
 
+// The TLS 1.2 suites of class `c` as a BoringSSL cipher string, in preference
+// order; both TlsServerContext and TlsClientContext use it, so the two sides
+// offer the same sets. Brackets are equal-preference groups: only a server
+// applies them (the client's order wins within one), while a client offers the
+// suites in the order written.
+std::string TlsCipherList(CipherClass c);
+
+// The whole of a PEM file (certificates, a key, a CA bundle) that a context
+// loads; a file over `max_bytes` is a configuration mistake. Errors: NotFound,
+// PermissionDenied, InvalidArgument (too large), Internal (other I/O errors).
+absl::StatusOr<std::string> ReadTlsFile(const std::string& path, size_t max_bytes);
+
 struct TlsServerOptions {
   std::vector<CertKeyPair> certificates = {};   // at least one; <= 1 ECDSA, <= 1 RSA
   TlsVersion min_version = TlsVersion::kTls12;  // the maximum is always TLS 1.3

@@ -1,21 +1,23 @@
 #include "engine/tls_session.h"
 
-#include <openssl/ec_key.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/nid.h>
 #include <openssl/pem.h>
+#include <openssl/pool.h>
 #include <openssl/rsa.h>
-#include <openssl/sha.h>
-#include <openssl/x509.h>
+#include <openssl/ssl.h>
 
-#include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/tls_context.h"
+#include "engine/tls_test_support.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -27,53 +29,14 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::StartsWith;
+using tls_test::MakeCert;
+using tls_test::NewEcdsaP256Key;
+using tls_test::Sha256Hex;
+using tls_test::TempDir;
+using tls_test::TestCert;
 
-std::string TempDir() {
-  const char* dir = std::getenv("TEST_TMPDIR");
-  return dir != nullptr ? dir : "/tmp";
-}
-
-std::string Hex(const uint8_t* p, size_t n) {
-  std::string out;
-  for (size_t i = 0; i < n; ++i) absl::StrAppend(&out, absl::Hex(p[i], absl::kZeroPad2));
-  return out;
-}
-
-// A throwaway self-signed certificate and its key, written as PEM files.
-struct TestCert {
-  std::string cert_file;
-  std::string key_file;
-  bssl::UniquePtr<X509> x509;
-  bssl::UniquePtr<EVP_PKEY> key;
-
-  CertKeyPair pair() const { return {cert_file, key_file}; }
-  std::string DerSha256Hex() const {
-    uint8_t* der = nullptr;
-    int len = i2d_X509(x509.get(), &der);
-    uint8_t digest[SHA256_DIGEST_LENGTH];
-    SHA256(der, static_cast<size_t>(len), digest);
-    OPENSSL_free(der);
-    return Hex(digest, sizeof(digest));
-  }
-  std::string SpkiSha256Hex() const {
-    // Re-encoded from the parsed key: independent of the session's walk
-    // through the certificate's DER.
-    uint8_t* der = nullptr;
-    int len = i2d_PUBKEY(key.get(), &der);
-    uint8_t digest[SHA256_DIGEST_LENGTH];
-    SHA256(der, static_cast<size_t>(len), digest);
-    OPENSSL_free(der);
-    return Hex(digest, sizeof(digest));
-  }
-};
-
-bssl::UniquePtr<EVP_PKEY> NewEcdsaP256Key() {
-  bssl::UniquePtr<EC_KEY> ec(EC_KEY_new_by_curve_name(NID_X9_62_prime256v1));
-  if (!ec || !EC_KEY_generate_key(ec.get())) return nullptr;
-  bssl::UniquePtr<EVP_PKEY> key(EVP_PKEY_new());
-  if (!EVP_PKEY_assign_EC_KEY(key.get(), ec.release())) return nullptr;
-  return key;
-}
+// Certificates come from tls_test_support (self-signed here); the peer is a
+// raw BoringSSL client, so its Connect() is not used.
 
 bssl::UniquePtr<EVP_PKEY> NewRsaKey() {
   bssl::UniquePtr<RSA> rsa(RSA_new());
@@ -86,43 +49,21 @@ bssl::UniquePtr<EVP_PKEY> NewRsaKey() {
   return key;
 }
 
-TestCert MakeCert(const std::string& name, bssl::UniquePtr<EVP_PKEY> key) {
-  static int serial = 1;
-  TestCert c;
-  c.key = std::move(key);
-  c.x509.reset(X509_new());
-  X509* x = c.x509.get();
-  X509_set_version(x, X509_VERSION_3);
-  ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
-  X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-  X509_NAME* subject = X509_get_subject_name(x);
-  X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const uint8_t*>(name.c_str()), -1, -1, 0);
-  X509_set_issuer_name(x, subject);
-  X509_set_pubkey(x, c.key.get());
-  EXPECT_GT(X509_sign(x, c.key.get(), EVP_sha256()), 0);
-  c.cert_file = absl::StrCat(TempDir(), "/", name, ".crt");
-  c.key_file = absl::StrCat(TempDir(), "/", name, ".key");
-  bssl::UniquePtr<BIO> cert_out(BIO_new_file(c.cert_file.c_str(), "w"));
-  EXPECT_TRUE(PEM_write_bio_X509(cert_out.get(), x));
-  bssl::UniquePtr<BIO> key_out(BIO_new_file(c.key_file.c_str(), "w"));
-  EXPECT_TRUE(
-      PEM_write_bio_PrivateKey(key_out.get(), c.key.get(), nullptr, nullptr, 0, nullptr, nullptr));
-  return c;
+TestCert MakeSelfSigned(const std::string& name, bssl::UniquePtr<EVP_PKEY> key) {
+  return MakeCert({.file = name, .cn = name, .key = std::move(key)});
 }
 
 // Generated once: RSA key generation takes a while.
 const TestCert& EcdsaCert() {
-  static const TestCert* c = new TestCert(MakeCert("server-ecdsa", NewEcdsaP256Key()));
+  static const TestCert* c = new TestCert(MakeSelfSigned("server-ecdsa", NewEcdsaP256Key()));
   return *c;
 }
 const TestCert& RsaCert() {
-  static const TestCert* c = new TestCert(MakeCert("server-rsa", NewRsaKey()));
+  static const TestCert* c = new TestCert(MakeSelfSigned("server-rsa", NewRsaKey()));
   return *c;
 }
 const TestCert& ClientCert() {
-  static const TestCert* c = new TestCert(MakeCert("client-ecdsa", NewEcdsaP256Key()));
+  static const TestCert* c = new TestCert(MakeSelfSigned("client-ecdsa", NewEcdsaP256Key()));
   return *c;
 }
 
@@ -215,9 +156,7 @@ class TestClient {
     const STACK_OF(CRYPTO_BUFFER)* chain = SSL_get0_peer_certificates(ssl_.get());
     if (chain == nullptr || sk_CRYPTO_BUFFER_num(chain) == 0) return "";
     const CRYPTO_BUFFER* leaf = sk_CRYPTO_BUFFER_value(chain, 0);
-    uint8_t digest[SHA256_DIGEST_LENGTH];
-    SHA256(CRYPTO_BUFFER_data(leaf), CRYPTO_BUFFER_len(leaf), digest);
-    return Hex(digest, sizeof(digest));
+    return Sha256Hex(CRYPTO_BUFFER_data(leaf), CRYPTO_BUFFER_len(leaf));
   }
   // The last resumable session the server gave (BoringSSL hands TLS 1.3
   // sessions only to the new-session callback, as tickets arrive).
@@ -464,7 +403,7 @@ TEST(TlsSessionTest, ClientCertificateFingerprints) {
   EXPECT_NE(peer->sha256_cert_hex, peer->sha256_spki_hex);
 
   // TLS 1.2 and an RSA client certificate take the same path.
-  TestCert rsa_client = MakeCert("client-rsa", NewRsaKey());
+  TestCert rsa_client = MakeSelfSigned("client-rsa", NewRsaKey());
   auto rsa_client_ctx = MakeClientCtx({.max_version = TLS1_2_VERSION, .cert = &rsa_client});
   Connection c12 = Connect(ctx.get(), rsa_client_ctx.get());
   ExpectEstablished(c12);
