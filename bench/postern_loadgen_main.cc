@@ -18,14 +18,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -45,8 +42,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "bench/flag_parser.h"
 #include "bench/loadgen_message.h"
 #include "bench/loadgen_stats.h"
+#include "bench/method_op.h"
+#include "bench/ring_sender.h"
+#include "bench/stop_signals.h"
+#include "bench/tool_main.h"
 #include "engine/io_ring.h"
 #include "engine/smtp_client_session.h"
 #include "engine/socket_address.h"
@@ -57,7 +59,6 @@ namespace postern::bench {
 namespace {
 
 using engine::ConnectionOutcome;
-using engine::IoOp;
 using engine::IoRing;
 using engine::MessageResult;
 using engine::SmtpClientOptions;
@@ -139,46 +140,19 @@ void SetTimespec(int64_t ns, __kernel_timespec* ts) {
   ts->tv_nsec = ns % 1'000'000'000;
 }
 
-absl::Status OnOff(const std::string& name, const std::string& value, bool* out) {
-  if (value == "on") {
-    *out = true;
-  } else if (value == "off") {
-    *out = false;
-  } else {
-    return absl::InvalidArgumentError("--" + name + " is on or off");
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   Flags flags;
   bool messages_given = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg.substr(0, 2) != "--") {
-      return absl::InvalidArgumentError("unexpected argument " + std::string(arg));
-    }
-    arg.remove_prefix(2);
-    std::string name(arg);
-    std::optional<std::string> inline_value;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      inline_value = name.substr(eq + 1);
-      name.resize(eq);
-    }
+  FlagParser parser(argc, argv);
+  while (parser.Next()) {
+    const std::string& name = parser.name();
     if (name == "json" || name == "quiet") {
-      if (inline_value) return absl::InvalidArgumentError("--" + name + " takes no value");
+      if (absl::Status st = parser.NoValue(); !st.ok()) return st;
       (name == "json" ? flags.json : flags.quiet) = true;
       continue;
     }
-    if (name == "help") return absl::InvalidArgumentError("");
-    std::string value;
-    if (inline_value) {
-      value = *inline_value;
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      return absl::InvalidArgumentError("--" + name + " needs a value");
-    }
+    if (absl::Status st = parser.TakeValue(); !st.ok()) return st;
+    const std::string& value = parser.value();
     auto count = [&](uint64_t* out, uint64_t min, uint64_t max) -> absl::Status {
       if (!absl::SimpleAtoi(value, out) || *out < min || *out > max) {
         return absl::InvalidArgumentError(
@@ -192,26 +166,24 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       }
       return absl::OkStatus();
     };
+    auto on_off = [&](bool* out) -> absl::Status {
+      absl::StatusOr<bool> on = parser.Choice<bool>({{"on", true}, {"off", false}});
+      if (on.ok()) *out = *on;
+      return on.status();
+    };
     absl::Status st;
     if (name == "target") {
       flags.target = value;
     } else if (name == "mode") {
-      if (value == "plain") {
-        flags.mode = Mode::kPlain;
-      } else if (value == "starttls") {
-        flags.mode = Mode::kStartTls;
-      } else if (value == "implicit") {
-        flags.mode = Mode::kImplicit;
-      } else {
-        return absl::InvalidArgumentError("--mode is plain, starttls or implicit");
-      }
+      absl::StatusOr<Mode> mode = parser.Choice<Mode>(
+          {{"plain", Mode::kPlain}, {"starttls", Mode::kStartTls}, {"implicit", Mode::kImplicit}});
+      if (!mode.ok()) return mode.status();
+      flags.mode = *mode;
     } else if (name == "tls-version") {
-      if (value != "1.2" && value != "1.3") {
-        return absl::InvalidArgumentError("--tls-version is 1.2 or 1.3");
-      }
+      st = parser.CheckChoice({"1.2", "1.3"});
       flags.tls_version = value;
     } else if (name == "resume") {
-      st = OnOff(name, value, &flags.resume);
+      st = on_off(&flags.resume);
     } else if (name == "sni") {
       flags.sni = value;
     } else if (name == "connections") {
@@ -234,9 +206,9 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
       }
       flags.message.sizes = std::move(*mix);
     } else if (name == "pipelining") {
-      st = OnOff(name, value, &flags.pipelining);
+      st = on_off(&flags.pipelining);
     } else if (name == "chunking") {
-      st = OnOff(name, value, &flags.chunking);
+      st = on_off(&flags.chunking);
     } else if (name == "from") {
       flags.message.from = value;
     } else if (name == "to") {
@@ -255,10 +227,11 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
     } else if (name == "seed") {
       st = count(&flags.seed, 0, UINT64_MAX);
     } else {
-      return absl::InvalidArgumentError("unknown flag --" + name);
+      return parser.Unknown();
     }
     if (!st.ok()) return st;
   }
+  if (!parser.status().ok()) return parser.status();
   // Always bounded.
   if (!messages_given && flags.duration_s == 0) flags.messages = 1000;
   if (flags.mode == Mode::kPlain && (!flags.tls_version.empty())) {
@@ -352,36 +325,18 @@ class Connection {
   TlsClientContext* tls_context() const { return tls_context_; }
 
  private:
-  class Op : public IoOp {
-   public:
-    enum Kind { kConnect, kRecv, kSend };
-    Op(Connection* c, Kind k) : c_(c), k_(k) {}
-    void OnComplete(int res, uint32_t flags) override {
-      switch (k_) {
-        case kConnect:
-          c_->OnConnect(res);
-          break;
-        case kRecv:
-          c_->OnRecv(res, flags);
-          break;
-        case kSend:
-          c_->OnSent(res);
-          break;
-      }
-    }
-
-   private:
-    Connection* c_;
-    Kind k_;
-  };
+  using Op = MethodOp<Connection>;
   enum class TlsState { kOff, kHandshake, kOn };
 
-  void OnConnect(int res);
+  void OnConnect(int res, uint32_t flags);
   void OnRecv(int res, uint32_t flags);
-  void OnSent(int res);
+  void OnSent(int res, uint32_t flags);
   void HandleBytes(std::string_view data);
   void StartTls();
   void HandshakeDone();
+  // The handshake failed: the end of an implicit TLS connection; with
+  // STARTTLS the session decides (kFailed).
+  void TlsFailed(std::string_view reason);
   void Drive();
   // Begins the ticket's transaction; false if the session refused it.
   bool BeginMessage();
@@ -412,18 +367,15 @@ class Connection {
   int64_t deadline_ns_ = 0;  // 0: none
   std::string lost_label_ = "closed";
 
-  std::string out_;           // session output not yet through TLS
-  std::string plaintext_;     // decrypted input, reused
-  std::string wire_pending_;  // bytes for the socket not yet sent
-  std::string out_inflight_;  // the bytes of the send in flight
-  size_t inflight_sent_ = 0;
-  Op connect_op_{this, Op::kConnect};
-  Op recv_op_{this, Op::kRecv};
-  Op send_op_{this, Op::kSend};
+  std::string out_;        // session output not yet through TLS
+  std::string plaintext_;  // decrypted input, reused
+  Op connect_op_{this, &Connection::OnConnect};
+  Op recv_op_{this, &Connection::OnRecv};
+  Op send_op_{this, &Connection::OnSent};
+  RingSender sender_{ring_, &send_op_};
   int inflight_ = 0;
   bool connected_ = false;
   bool recv_armed_ = false;
-  bool send_armed_ = false;
   bool idle_ = false;
   bool counted_ = true;
   bool quitting_ = false;
@@ -468,16 +420,7 @@ class Loadgen {
   void CountError(const std::string& label) { ++totals_.connection_errors[label]; }
 
  private:
-  class Op : public IoOp {
-   public:
-    using Handler = void (Loadgen::*)(int res, uint32_t flags);
-    Op(Loadgen* l, Handler h) : l_(l), h_(h) {}
-    void OnComplete(int res, uint32_t flags) override { (l_->*h_)(res, flags); }
-
-   private:
-    Loadgen* l_;
-    Handler h_;
-  };
+  using Op = MethodOp<Loadgen>;
 
   bool open_loop() const { return flags_.rate > 0; }
   int64_t Period() const { return static_cast<int64_t>(1e9 / flags_.rate); }
@@ -524,8 +467,7 @@ class Loadgen {
   __kernel_timespec schedule_ts_{};
   bool schedule_armed_ = false;
   Op signal_op_{this, &Loadgen::OnSignal};
-  int signal_fd_ = -1;
-  signalfd_siginfo siginfo_{};
+  StopSignals stop_signals_;
 
   int64_t start_ns_ = 0;
   int64_t end_ns_ = -1;            // --duration deadline
@@ -574,7 +516,7 @@ void Connection::Start(Ticket ticket) {
   ring_->Connect(fd_, reinterpret_cast<const sockaddr*>(&addr.storage), addr.length, &connect_op_);
 }
 
-void Connection::OnConnect(int res) {
+void Connection::OnConnect(int res, uint32_t flags) {
   --inflight_;
   if (closing_) return MaybeFinish();
   if (res < 0) {
@@ -604,12 +546,7 @@ void Connection::OnRecv(int res, uint32_t flags) {
   } else if (res == 0 || (res < 0 && res != -ENOBUFS)) {
     if (!closing_ && !ended_) {
       if (tls_state_ == TlsState::kHandshake) {
-        if (lg_->flags().mode == Mode::kImplicit) {
-          Abort("tls");
-        } else {
-          session_->TlsFailed("connection closed during the TLS handshake");
-          Drive();
-        }
+        TlsFailed("connection closed during the TLS handshake");
       } else {
         session_->ConnectionLost(res == 0 ? "connection closed by the server"
                                           : std::strerror(-res));
@@ -643,12 +580,7 @@ void Connection::HandleBytes(std::string_view data) {
       return;
     }
     if (r == TlsSession::HandshakeResult::kFailed) {
-      if (lg_->flags().mode == Mode::kImplicit) {
-        Abort("tls");
-      } else {
-        session_->TlsFailed(tls_->failure_reason());
-        Drive();
-      }
+      TlsFailed(tls_->failure_reason());
       return;
     }
     HandshakeDone();
@@ -671,15 +603,19 @@ void Connection::StartTls() {
   tls_start_ns_ = NowNs();
   const TlsSession::HandshakeResult r = tls_->DoHandshake();  // the ClientHello
   if (r == TlsSession::HandshakeResult::kFailed) {
-    if (lg_->flags().mode == Mode::kImplicit) {
-      Abort("tls");
-    } else {
-      session_->TlsFailed(tls_->failure_reason());
-      Drive();
-    }
+    TlsFailed(tls_->failure_reason());
     return;
   }
   Flush();
+}
+
+void Connection::TlsFailed(std::string_view reason) {
+  if (lg_->flags().mode == Mode::kImplicit) {
+    Abort("tls");
+    return;
+  }
+  session_->TlsFailed(reason);
+  Drive();
 }
 
 void Connection::HandshakeDone() {
@@ -854,32 +790,27 @@ void Connection::Flush() {
       if (!tls_->WritePlaintext(out_).ok()) close_after_flush_ = true;
       out_.clear();
     } else if (tls_state_ == TlsState::kOff) {
-      wire_pending_.append(out_);
+      sender_.pending()->append(out_);
       out_.clear();
     }
     // During the handshake nothing is written; EHLO waits in out_.
   }
-  if (tls_) tls_->TakeCiphertext(&wire_pending_);
-  if (send_armed_) return;
-  if (wire_pending_.empty()) {
-    if (data_end_pending_) {
-      times_.data_end_ns = NowNs();
-      data_end_pending_ = false;
-    }
-    if (close_after_flush_) Close();
+  if (tls_) tls_->TakeCiphertext(sender_.pending());
+  if (sender_.Send(fd_)) {
+    ++inflight_;
     return;
   }
-  out_inflight_.swap(wire_pending_);
-  wire_pending_.clear();
-  inflight_sent_ = 0;
-  send_armed_ = true;
-  ++inflight_;
-  ring_->Send(fd_, out_inflight_.data(), out_inflight_.size(), &send_op_);
+  if (!sender_.idle()) return;  // a send is in flight
+  if (data_end_pending_) {
+    times_.data_end_ns = NowNs();
+    data_end_pending_ = false;
+  }
+  if (close_after_flush_) Close();
 }
 
-void Connection::OnSent(int res) {
-  send_armed_ = false;
+void Connection::OnSent(int res, uint32_t flags) {
   --inflight_;
+  const bool rest_sent = sender_.OnSent(fd_, res, /*resend=*/!closing_);
   if (closing_) return MaybeFinish();
   if (res < 0) {
     if (!ended_) {
@@ -890,16 +821,11 @@ void Connection::OnSent(int res) {
     MaybeFinish();
     return;
   }
-  inflight_sent_ += static_cast<size_t>(res);
   if (!idle_) Refresh();  // a large body to a slow reader is progress too
-  if (inflight_sent_ < out_inflight_.size()) {
-    send_armed_ = true;
+  if (rest_sent) {
     ++inflight_;
-    ring_->Send(fd_, out_inflight_.data() + inflight_sent_, out_inflight_.size() - inflight_sent_,
-                &send_op_);
     return;
   }
-  out_inflight_.clear();
   Flush();
   MaybeFinish();
 }
@@ -963,20 +889,8 @@ absl::Status Loadgen::Init() {
     free_tls_contexts_.push_back(ctx);
   }
 
-  rlimit nofile{};
-  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-    nofile.rlim_cur = nofile.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &nofile);
-  }
-
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  sigprocmask(SIG_BLOCK, &mask, nullptr);
-  signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC);
-  if (signal_fd_ < 0) return absl::ErrnoToStatus(errno, "signalfd");
-  return absl::OkStatus();
+  RaiseOpenFileLimit();
+  return stop_signals_.Init();
 }
 
 TlsClientContext* Loadgen::TakeTlsContext() {
@@ -1174,7 +1088,7 @@ void Loadgen::OnSignal(int res, uint32_t flags) {
   } else {
     for (auto& [raw, conn] : connections_) conn->Abort("stopped");
   }
-  if (!done_) ring_.Read(signal_fd_, &siginfo_, sizeof siginfo_, &signal_op_);
+  if (!done_) stop_signals_.Arm(&ring_, &signal_op_);
 }
 
 void Loadgen::OnTick(int res, uint32_t flags) {
@@ -1225,7 +1139,7 @@ absl::Status Loadgen::Run() {
   start_ns_ = NowNs();
   next_progress_ns_ = start_ns_ + kProgressNs;
   if (flags_.duration_s > 0) end_ns_ = start_ns_ + static_cast<int64_t>(flags_.duration_s * 1e9);
-  ring_.Read(signal_fd_, &siginfo_, sizeof siginfo_, &signal_op_);
+  stop_signals_.Arm(&ring_, &signal_op_);
   ring_.Timeout(&tick_ts_, &tick_op_);
   Release(start_ns_);
   ArmSchedule();
@@ -1269,25 +1183,7 @@ int Loadgen::Report() {
 }  // namespace postern::bench
 
 int main(int argc, char** argv) {
-  auto flags = postern::bench::ParseFlags(argc, argv);
-  if (!flags.ok()) {
-    if (!flags.status().message().empty()) {
-      std::fprintf(stderr, "postern-loadgen: %s\n", std::string(flags.status().message()).c_str());
-    }
-    std::fputs(postern::bench::kUsage, stderr);
-    return 2;
-  }
-  std::signal(SIGPIPE, SIG_IGN);
-  postern::bench::Loadgen lg(std::move(*flags));
-  absl::Status st = lg.Init();
-  if (!st.ok()) {
-    std::fprintf(stderr, "postern-loadgen: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  st = lg.Run();
-  if (!st.ok()) {
-    std::fprintf(stderr, "postern-loadgen: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  return lg.Report();
+  using postern::bench::Loadgen;
+  return postern::bench::RunTool<Loadgen>("postern-loadgen", postern::bench::kUsage,
+                                          postern::bench::ParseFlags(argc, argv));
 }

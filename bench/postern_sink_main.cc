@@ -16,20 +16,16 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
-#include <sys/resource.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -42,7 +38,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "bench/flag_parser.h"
+#include "bench/method_op.h"
+#include "bench/ring_sender.h"
 #include "bench/sink_session.h"
+#include "bench/stop_signals.h"
+#include "bench/tool_main.h"
 #include "engine/io_ring.h"
 #include "engine/socket_address.h"
 #include "engine/tls_context.h"
@@ -114,19 +115,10 @@ int64_t NowMs() {
 
 absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   Flags flags;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg.substr(0, 2) != "--") {
-      return absl::InvalidArgumentError("unexpected argument " + std::string(arg));
-    }
-    arg.remove_prefix(2);
-    std::string name(arg);
-    std::optional<std::string> inline_value;
-    if (size_t eq = name.find('='); eq != std::string::npos) {
-      inline_value = name.substr(eq + 1);
-      name.resize(eq);
-    }
-    // Boolean flags.
+  FlagParser parser(argc, argv);
+  while (parser.Next()) {
+    const std::string& name = parser.name();
+    // Switches.
     bool* toggle = nullptr;
     if (name == "no-ehlo") toggle = &flags.session.ehlo;
     if (name == "no-pipelining") toggle = &flags.session.pipelining;
@@ -134,25 +126,14 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
     if (name == "no-8bitmime") toggle = &flags.session.eight_bit_mime;
     if (name == "no-smtputf8") toggle = &flags.session.smtputf8;
     if (name == "no-dsn") toggle = &flags.session.dsn;
-    if (toggle != nullptr) {
-      if (inline_value) return absl::InvalidArgumentError("--" + name + " takes no value");
-      *toggle = false;
+    if (toggle != nullptr || name == "keep-content") {
+      if (absl::Status st = parser.NoValue(); !st.ok()) return st;
+      if (toggle != nullptr) *toggle = false;
+      if (name == "keep-content") flags.session.keep_content = true;
       continue;
     }
-    if (name == "keep-content") {
-      if (inline_value) return absl::InvalidArgumentError("--" + name + " takes no value");
-      flags.session.keep_content = true;
-      continue;
-    }
-    if (name == "help") return absl::InvalidArgumentError("");
-    std::string value;
-    if (inline_value) {
-      value = *inline_value;
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      return absl::InvalidArgumentError("--" + name + " needs a value");
-    }
+    if (absl::Status st = parser.TakeValue(); !st.ok()) return st;
+    const std::string& value = parser.value();
     auto reply = [&](std::string* field) -> absl::Status {
       absl::Status st = ValidateReplyLine(value);
       if (!st.ok())
@@ -164,22 +145,16 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
     if (name == "listen") {
       flags.listen.push_back(value);
     } else if (name == "tls") {
-      if (value == "none") {
-        flags.tls = TlsMode::kNone;
-      } else if (value == "offer") {
-        flags.tls = TlsMode::kOffer;
-      } else if (value == "implicit") {
-        flags.tls = TlsMode::kImplicit;
-      } else {
-        return absl::InvalidArgumentError("--tls is none, offer or implicit");
-      }
+      absl::StatusOr<TlsMode> mode = parser.Choice<TlsMode>(
+          {{"none", TlsMode::kNone}, {"offer", TlsMode::kOffer}, {"implicit", TlsMode::kImplicit}});
+      if (!mode.ok()) return mode.status();
+      flags.tls = *mode;
     } else if (name == "cert") {
       flags.cert = value;
     } else if (name == "key") {
       flags.key = value;
     } else if (name == "tls-min" || name == "tls-max") {
-      if (value != "1.2" && value != "1.3")
-        return absl::InvalidArgumentError("--" + name + " is 1.2 or 1.3");
+      st = parser.CheckChoice({"1.2", "1.3"});
       (name == "tls-min" ? flags.tls_min : flags.tls_max) = value;
     } else if (name == "hostname") {
       flags.session.hostname = value;
@@ -210,10 +185,11 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
         return absl::InvalidArgumentError("--duration needs a number of seconds > 0");
       }
     } else {
-      return absl::InvalidArgumentError("unknown flag --" + name);
+      return parser.Unknown();
     }
     if (!st.ok()) return st;
   }
+  if (!parser.status().ok()) return parser.status();
   if (flags.listen.empty()) flags.listen.push_back("127.0.0.1:2526");
   if (flags.tls != TlsMode::kNone && (flags.cert.empty() || flags.key.empty())) {
     return absl::InvalidArgumentError("--tls offer/implicit needs --cert and --key");
@@ -257,17 +233,7 @@ class Connection {
   bool Finished() const { return closing_ && inflight_ == 0 && fd_closed_; }
 
  private:
-  // A ring operation that calls back into its connection.
-  class Op : public IoOp {
-   public:
-    using Handler = void (Connection::*)(int res, uint32_t flags);
-    Op(Connection* c, Handler h) : c_(c), h_(h) {}
-    void OnComplete(int res, uint32_t flags) override { (c_->*h_)(res, flags); }
-
-   private:
-    Connection* c_;
-    Handler h_;
-  };
+  using Op = MethodOp<Connection>;
   enum class Tls { kOff, kHandshake, kOn };
 
   void OnRecv(int res, uint32_t flags);
@@ -287,18 +253,15 @@ class Connection {
   Tls tls_state_ = Tls::kOff;
   std::unique_ptr<TlsSession> tls_;
   std::string sni_;
-  std::string plaintext_;     // decrypted input, reused
-  std::string out_pending_;   // replies not yet through TLS
-  std::string wire_pending_;  // bytes for the socket not yet sent
-  std::string out_inflight_;  // the bytes of the send in flight
-  size_t inflight_sent_ = 0;
+  std::string plaintext_;    // decrypted input, reused
+  std::string out_pending_;  // replies not yet through TLS
   Op recv_op_{this, &Connection::OnRecv};
   Op send_op_{this, &Connection::OnSent};
   Op timer_op_{this, &Connection::OnTimer};
+  RingSender sender_{ring_, &send_op_};
   __kernel_timespec delay_ts_{};
   int inflight_ = 0;  // ring operations that will still complete
   bool recv_armed_ = false;
-  bool send_armed_ = false;
   bool timer_armed_ = false;
   bool delaying_ = false;  // the end-of-data reply waits for the timer
   bool close_after_flush_ = false;
@@ -314,6 +277,8 @@ class Sink {
   absl::Status Init();
   // Serves until stopped; then writes the final stats.
   absl::Status Run();
+  // The results are the --stats and --jsonl files: nothing to print.
+  int Report() { return 0; }
 
   IoRing* ring() { return &ring_; }
   const SinkOptions* options() const { return &flags_.session; }
@@ -327,16 +292,7 @@ class Sink {
   void ConnectionClosing(Connection* conn) { closing_.push_back(conn); }
 
  private:
-  class Op : public IoOp {
-   public:
-    using Handler = void (Sink::*)(int res, uint32_t flags);
-    Op(Sink* s, Handler h) : s_(s), h_(h) {}
-    void OnComplete(int res, uint32_t flags) override { (s_->*h_)(res, flags); }
-
-   private:
-    Sink* s_;
-    Handler h_;
-  };
+  using Op = MethodOp<Sink>;
   struct Listener;
   class AcceptOp : public IoOp {
    public:
@@ -373,8 +329,7 @@ class Sink {
   Op tick_op_{this, &Sink::OnTick};
   __kernel_timespec tick_ts_{0, kTickMs * 1000000};
   Op signal_op_{this, &Sink::OnSignal};
-  int signal_fd_ = -1;
-  signalfd_siginfo siginfo_{};
+  StopSignals stop_signals_;
   FILE* jsonl_ = nullptr;
 
   Stop stop_ = Stop::kRunning;
@@ -457,7 +412,7 @@ void Connection::HandleCiphertext(std::string_view data) {
     g_sni_target = nullptr;
     if (r == TlsSession::HandshakeResult::kFailed) {
       sink_->CountHandshake(false);
-      tls_->TakeCiphertext(&wire_pending_);  // the alert
+      tls_->TakeCiphertext(sender_.pending());  // the alert
       tls_shutdown_sent_ = true;
       close_after_flush_ = true;
       Flush();
@@ -500,7 +455,7 @@ void Connection::Drive() {
     }
     if (ev == SinkSession::Event::kStartTls && tls_state_ == Tls::kOff) {
       // The 220 goes out in plaintext; everything after it is TLS.
-      wire_pending_.append(out_pending_);
+      sender_.pending()->append(out_pending_);
       out_pending_.clear();
       StartTls();
     } else if (ev == SinkSession::Event::kClose) {
@@ -546,7 +501,7 @@ void Connection::Flush() {
       if (!tls_->WritePlaintext(out_pending_).ok()) close_after_flush_ = true;
       out_pending_.clear();
     } else if (tls_state_ == Tls::kOff) {
-      wire_pending_.append(out_pending_);
+      sender_.pending()->append(out_pending_);
       out_pending_.clear();
     }
   }
@@ -554,37 +509,25 @@ void Connection::Flush() {
     tls_shutdown_sent_ = true;
     tls_->Shutdown();
   }
-  if (tls_) tls_->TakeCiphertext(&wire_pending_);
-  if (send_armed_) return;
-  if (wire_pending_.empty()) {
-    if (close_after_flush_) Close();
-    return;
+  if (tls_) tls_->TakeCiphertext(sender_.pending());
+  if (sender_.Send(fd_)) {
+    ++inflight_;
+  } else if (sender_.idle() && close_after_flush_) {
+    Close();
   }
-  out_inflight_.swap(wire_pending_);
-  wire_pending_.clear();
-  inflight_sent_ = 0;
-  send_armed_ = true;
-  ++inflight_;
-  ring_->Send(fd_, out_inflight_.data(), out_inflight_.size(), &send_op_);
 }
 
 void Connection::OnSent(int res, uint32_t flags) {
-  send_armed_ = false;
   --inflight_;
+  if (sender_.OnSent(fd_, res, /*resend=*/!closing_)) {
+    ++inflight_;  // the rest of a short send
+    return;
+  }
   if (closing_ || res < 0) {
     Close();
     MaybeFinish();
     return;
   }
-  inflight_sent_ += static_cast<size_t>(res);
-  if (inflight_sent_ < out_inflight_.size()) {
-    send_armed_ = true;
-    ++inflight_;
-    ring_->Send(fd_, out_inflight_.data() + inflight_sent_, out_inflight_.size() - inflight_sent_,
-                &send_op_);
-    return;
-  }
-  out_inflight_.clear();
   Flush();
   MaybeFinish();
 }
@@ -650,12 +593,7 @@ absl::Status Sink::Init() {
     std::setvbuf(jsonl_, nullptr, _IOFBF, 1 << 20);
   }
 
-  // Thousands of connections need thousands of descriptors.
-  rlimit nofile{};
-  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
-    nofile.rlim_cur = nofile.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &nofile);
-  }
+  RaiseOpenFileLimit();
 
   std::vector<std::string> bound;
   for (const std::string& text : flags_.listen) {
@@ -675,16 +613,9 @@ absl::Status Sink::Init() {
     listeners_.push_back(std::move(l));
   }
 
-  // SIGTERM and SIGINT arrive as ring completions, so stopping is one more
-  // event of the loop and never interrupts it.
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  sigprocmask(SIG_BLOCK, &mask, nullptr);
-  signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC);
-  if (signal_fd_ < 0) return absl::ErrnoToStatus(errno, "signalfd");
-  ring_.Read(signal_fd_, &siginfo_, sizeof siginfo_, &signal_op_);
+  st = stop_signals_.Init();
+  if (!st.ok()) return st;
+  stop_signals_.Arm(&ring_, &signal_op_);
   ring_.Timeout(&tick_ts_, &tick_op_);
 
   WriteStats();
@@ -773,7 +704,7 @@ void Sink::BeginShutdown() {
 
 void Sink::OnSignal(int res, uint32_t flags) {
   if (stop_ == Stop::kRunning || stop_ == Stop::kDraining) BeginShutdown();
-  if (!done_) ring_.Read(signal_fd_, &siginfo_, sizeof siginfo_, &signal_op_);
+  if (!done_) stop_signals_.Arm(&ring_, &signal_op_);
 }
 
 void Sink::OnTick(int res, uint32_t flags) {
@@ -832,25 +763,7 @@ void Sink::WriteStats() {
 }  // namespace postern::bench
 
 int main(int argc, char** argv) {
-  auto flags = postern::bench::ParseFlags(argc, argv);
-  if (!flags.ok()) {
-    if (!flags.status().message().empty()) {
-      std::fprintf(stderr, "postern-sink: %s\n", std::string(flags.status().message()).c_str());
-    }
-    std::fputs(postern::bench::kUsage, stderr);
-    return 2;
-  }
-  std::signal(SIGPIPE, SIG_IGN);
-  postern::bench::Sink sink(std::move(*flags));
-  absl::Status st = sink.Init();
-  if (!st.ok()) {
-    std::fprintf(stderr, "postern-sink: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  st = sink.Run();
-  if (!st.ok()) {
-    std::fprintf(stderr, "postern-sink: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  return 0;
+  using postern::bench::Sink;
+  return postern::bench::RunTool<Sink>("postern-sink", postern::bench::kUsage,
+                                       postern::bench::ParseFlags(argc, argv));
 }
