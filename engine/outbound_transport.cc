@@ -227,8 +227,10 @@ class OutboundTransport::Connection {
       }
       // Results go to the queue manager at once, so the window between the
       // receiver's 250 and the durable removal (a duplicate after a crash)
-      // stays a group commit long, not a tick.
+      // stays a group commit long, not a tick; and a destination whose
+      // connection closed starts the next one for its waiting jobs now.
       t->DeliverReady();
+      t->PumpClosed();
     }
 
    private:
@@ -919,6 +921,18 @@ void OutboundTransport::ConnectionClosed(Connection* c) {
   DestinationState* d = c->destination();
   if (d->open > 0) --d->open;
   finished_.push_back(c);
+  if (!d->waiting.empty()) to_pump_.push_back(d->domain);
+}
+
+void OutboundTransport::PumpClosed() {
+  while (!to_pump_.empty()) {
+    std::vector<std::string> domains = std::move(to_pump_);
+    to_pump_.clear();
+    for (const std::string& domain : domains) {
+      auto it = destinations_.find(domain);
+      if (it != destinations_.end()) Pump(*it->second);
+    }
+  }
 }
 
 void OutboundTransport::DeliverReady() {

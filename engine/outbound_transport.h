@@ -170,6 +170,10 @@ class OutboundTransport : public queue::DeliveryTransport {
   std::vector<std::pair<Done, std::vector<queue::AttemptResult>>> ready_;
   bool delivering_ = false;
   void DeliverReady();
+  // Destinations with waiting jobs whose connection closed: pumped at the
+  // end of the ring completion, not from inside the closing connection.
+  std::vector<std::string> to_pump_;
+  void PumpClosed();
 };
 
 }  // namespace postern::engine
