@@ -64,6 +64,8 @@ AttemptResult FromRecipient(const RecipientResult& r, const std::string& label) 
   a.status = r.enhanced_code;
   a.diagnostic = r.code > 0 ? absl::StrCat(r.code, " ", r.enhanced_code, " ", r.text) : r.text;
   a.remote_mta = label;
+  a.relayed_without_dsn =
+      r.outcome == RecipientResult::Outcome::kDelivered && r.success_notify_not_relayed;
   return a;
 }
 

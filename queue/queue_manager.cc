@@ -218,10 +218,12 @@ void QueueManager::FinishAttempt(Attempt& a) {
   const v1::Envelope before = env;
   const absl::Time arrival = FromProto(env.arrival_time());
   std::vector<int> failed;
+  std::vector<int> relayed;
   for (auto& [index, result] : a.results) {
     v1::Recipient* r = env.mutable_recipients(index);
     const Decision d = ApplyAttempt(r, result, arrival, now, schedule_);
     if (d == Decision::kFailed) failed.push_back(index);
+    if (d == Decision::kDelivered && result.relayed_without_dsn) relayed.push_back(index);
     observer_->RecipientDone(env, index, result, d);
   }
   env.mutable_schedule()->set_attempts(env.schedule().attempts() + 1);
@@ -229,6 +231,7 @@ void QueueManager::FinishAttempt(Attempt& a) {
 
   std::vector<SpoolRecord> dsns;
   if (!failed.empty()) AddDsn(env, *a.body, static_cast<int>(DsnKind::kFailure), failed, &dsns);
+  if (!relayed.empty()) AddDsn(env, *a.body, static_cast<int>(DsnKind::kRelayed), relayed, &dsns);
   std::vector<int> late = DueForDelayWarning(env, now, schedule_);
   if (!late.empty()) {
     AddDsn(env, *a.body, static_cast<int>(DsnKind::kDelay), late, &dsns);

@@ -303,6 +303,33 @@ TEST_F(QueueManagerTest, DelayWarningIsSentOnceAfterTheConfiguredWait) {
   EXPECT_TRUE(found);
 }
 
+TEST_F(QueueManagerTest, NotifySuccessToAServerWithoutDsnGetsARelayedNotice) {
+  const std::string id = Spool("alice@client.test", {"bob@a.example", "carol@a.example"});
+  SpoolMutation notify;
+  notify.envelope = *store_->ReadEnvelope(id);
+  notify.envelope.mutable_recipients(0)->set_notify("SUCCESS,FAILURE");
+  notify.old_due_ms = SpoolStore::DueMs(notify.envelope);
+  ASSERT_TRUE(store_->Apply({}, {notify}).ok());
+  Run();
+  ASSERT_EQ(transport_.jobs.size(), 1u);
+  AttemptResult relayed = Delivered();
+  relayed.relayed_without_dsn = true;
+  std::vector<AttemptResult> results = {relayed, Delivered()};
+  auto done = std::move(transport_.jobs[0].done);
+  transport_.jobs.clear();
+  done(results);
+  Pump();
+  ASSERT_EQ(observer_.dsns, 1);
+  std::vector<v1::Envelope> left = All();
+  ASSERT_EQ(left.size(), 1u);
+  auto body = store_->ReadBody(left[0].queue_id());
+  ASSERT_TRUE(body.ok());
+  EXPECT_NE(body->find("Action: relayed"), std::string::npos) << *body;
+  EXPECT_NE(body->find("bob@a.example"), std::string::npos);
+  EXPECT_EQ(body->find("Final-Recipient: rfc822; carol@a.example"), std::string::npos)
+      << "carol asked for nothing";
+}
+
 TEST_F(QueueManagerTest, RecoveryRebuildsFromTheIndex) {
   const std::string id = Spool("alice@client.test", {"bob@a.example"});
   Run();

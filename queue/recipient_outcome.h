@@ -59,6 +59,10 @@ struct AttemptResult {
   std::string diagnostic;
   std::string tls_result;  // RFC 8460 result type when TLS failed, else ""
   std::string remote_mta;  // "mx.example[192.0.2.1]", "" when none answered
+  // Delivered to a server that does not offer DSN while the sender asked
+  // for NOTIFY=SUCCESS: the notice is ours to send ("relayed", RFC 3461
+  // 4.1 / RFC 3464 2.3.3).
+  bool relayed_without_dsn = false;
 };
 
 enum class Decision {

@@ -234,6 +234,15 @@ class OutboundPolicyTest(DeliveryTestCase):
                  what="testing failure counted")
         self.assertIn("event=tls_policy_testing_would_fail", node.logs())
 
+    def test_none_never_starts_tls_even_when_offered(self):
+        tls_sink = self.sink(tls="offer")
+        node = self.node(
+            "routes:\n" + route("clear.test", tls_sink) +
+            "partners:\n  - { domain: clear.test, outbound: { tls: none } }\n")
+        qid = self.send(node, ["a@clear.test"])
+        self.assertIsNone(tls_sink.wait_records(1)[0]["tls"])
+        self.wait_gone(node, qid)
+
     def test_mixed_recipients_follow_their_own_policies(self):
         no_tls = self.sink()
         node = self.node(
