@@ -439,6 +439,9 @@ absl::Status SpoolStore::CompactSchedule() {
   absl::ReaderMutexLock lock(&mu_);
   if (db_ == nullptr) return absl::UnavailableError("spool: database closed");
   rocksdb::CompactRangeOptions options;
+  // A lone file is otherwise moved to the bottom level as it is, tombstones
+  // and all; force the rewrite that drops them.
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
   return FromRocks(db_->db->CompactRange(options, db_->schedule, nullptr, nullptr),
                    "compact schedule");
 }
