@@ -23,11 +23,11 @@ namespace {
 
 using Event = SmtpSession::Event;
 using ::testing::ElementsAre;
-using ::testing::UnorderedElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using ::testing::StartsWith;
+using ::testing::UnorderedElementsAre;
 
 constexpr std::string_view kUntrustedIp = "203.0.113.5";
 constexpr std::string_view kTrustedIp = "192.0.2.9";
