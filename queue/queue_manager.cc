@@ -63,6 +63,9 @@ struct QueueManager::PendingWrite {
   std::shared_ptr<size_t> replies_left;
   std::function<void(v1::QueueReply)> reply_fn;
   int result_index = -1;
+  // kAttempt: what was submitted, kept to submit again if the write fails.
+  SpoolMutation mutation;
+  std::vector<SpoolRecord> records;
 };
 
 QueueManager::QueueManager(SpoolStore* store, SpoolWriter* writer, DeliveryTransport* transport,
@@ -132,6 +135,7 @@ void QueueManager::Tick() {
     writer_->SubmitBarrier(scan_token_);
   }
   if (transport_ == nullptr) return;  // no outbound delivery in this build
+  RetryFailedWrites(now_ms);
   transport_->Tick(now_ms);
   if (options_.hold) return;
   const size_t room =
@@ -284,10 +288,30 @@ void QueueManager::Submit(PendingWrite write, SpoolMutation mutation,
   for (const SpoolRecord& r : records) {
     write.inserted.emplace_back(r.envelope.queue_id(), IndexedDueMs(r.envelope));
   }
-  for (const SpoolRecord& r : records) observer_->DsnQueued(r.envelope, write.queue_id);
+  // The DSNs, for the observer once durable; for an attempt the whole write:
+  // the delivery already happened, so a failed write is written again,
+  // never attempted again.
+  write.records = records;
+  if (write.kind == PendingWrite::kAttempt) write.mutation = mutation;
   const uint64_t token = kTokenBit | next_token_++;
   writes_.emplace(token, std::make_unique<PendingWrite>(std::move(write)));
   writer_->SubmitMutation(token, std::move(mutation), std::move(records));
+}
+
+void QueueManager::RetryFailedWrites(int64_t now_ms) {
+  for (auto it = failed_writes_.begin(); it != failed_writes_.end();) {
+    if (it->first > now_ms) {
+      ++it;
+      continue;
+    }
+    std::unique_ptr<PendingWrite> w = std::move(it->second);
+    it = failed_writes_.erase(it);
+    const uint64_t token = kTokenBit | next_token_++;
+    SpoolMutation mutation = w->mutation;
+    std::vector<SpoolRecord> records = w->records;
+    writes_.emplace(token, std::move(w));
+    writer_->SubmitMutation(token, std::move(mutation), std::move(records));
+  }
 }
 
 void QueueManager::OnWriteDone(const SpoolCompletion& c) {
@@ -307,19 +331,22 @@ void QueueManager::OnWriteDone(const SpoolCompletion& c) {
     return;
   }
 
+  if (!c.status.ok() && w.kind == PendingWrite::kAttempt) {
+    // Not durable (disk full, I/O error): the message keeps its old state on
+    // disk and stays in delivery here, and the same result is written again
+    // in a second. Delivering it again would send it twice for every
+    // failed write; a crash meanwhile does that once (at-least-once).
+    observer_->WriteFailed(w.queue_id, c.status);
+    failed_writes_.emplace_back(ToMs(clock_()) + 1000,
+                                std::make_unique<PendingWrite>(std::move(w)));
+    return;
+  }
   if (w.kind == PendingWrite::kAttempt) {
     attempts_.erase(w.queue_id);
     scheduler_.Finished(w.queue_id);
   }
   if (!c.status.ok()) {
-    // Not durable: the message keeps its old state and index key. Try it
-    // again in a minute (at-least-once: a delivered message may go twice).
     observer_->WriteFailed(w.queue_id, c.status);
-    if (w.kind == PendingWrite::kAttempt) {
-      scheduler_.Schedule(ToMs(clock_()) + 60000, w.queue_id);
-      // The old index key still points at the old due time; the entry above
-      // is checked against the envelope, which kept its old schedule.
-    }
     if (w.reply) {
       auto* result = w.reply->mutable_action()->mutable_results(w.result_index);
       result->set_ok(false);
@@ -334,6 +361,7 @@ void QueueManager::OnWriteDone(const SpoolCompletion& c) {
       depth_ += 1;
       if (due >= 0) scheduler_.Schedule(due, id);
     }
+    for (const SpoolRecord& r : w.records) observer_->DsnQueued(r.envelope, w.queue_id);
   }
   if (w.reply && --*w.replies_left == 0) w.reply_fn(std::move(*w.reply));
 }

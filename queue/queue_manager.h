@@ -127,6 +127,8 @@ class QueueManager {
   void Submit(PendingWrite write, SpoolMutation mutation, std::vector<SpoolRecord> records);
   void CountState(const v1::Envelope& envelope, int sign);
   void HandleAction(const v1::ActionRequest& request, std::function<void(v1::QueueReply)> reply);
+  // Submits again the attempt results whose write failed, once due.
+  void RetryFailedWrites(int64_t now_ms);
 
   SpoolStore* const store_;
   SpoolWriter* const writer_;
@@ -141,6 +143,8 @@ class QueueManager {
 
   std::unordered_map<std::string, std::unique_ptr<Attempt>> attempts_;
   std::unordered_map<uint64_t, std::unique_ptr<PendingWrite>> writes_;
+  // Attempt results whose write failed: (when to submit again, the write).
+  std::vector<std::pair<int64_t, std::unique_ptr<PendingWrite>>> failed_writes_;
   uint64_t next_token_ = 1;
   bool scan_waiting_ = false;
   int64_t scan_from_ = 0, scan_to_ = 0;

@@ -10,7 +10,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "queue/fault_injection_fs.h"
 #include "queue/queue_id.h"
+#include "rocksdb/env.h"
 
 namespace postern::queue {
 namespace {
@@ -76,7 +78,12 @@ class QueueManagerTest : public ::testing::Test {
     dir_ = std::filesystem::path(::testing::TempDir()) /
            absl::StrCat("qm-", ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(dir_);
-    auto store = SpoolStore::Open(dir_.string());
+    fs_ = std::make_shared<FaultInjectionFileSystem>();
+    env_ = rocksdb::NewCompositeEnv(fs_);
+    SpoolOptions spool_options;
+    spool_options.env = env_.get();
+    spool_options.min_reopen_interval = absl::Milliseconds(20);
+    auto store = SpoolStore::Open(dir_.string(), spool_options);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = std::move(*store);
     writer_ = std::make_unique<SpoolWriter>(store_.get());
@@ -124,25 +131,27 @@ class QueueManagerTest : public ::testing::Test {
   }
 
   // Waits for the writer's completions and hands the manager's to it.
-  void Pump() {
+  void Pump(bool expect_ok = true) {
     for (int rounds = 0; rounds < 50; ++rounds) {
       pollfd p{writer_->completion_eventfd(), POLLIN, 0};
       if (poll(&p, 1, 100) <= 0) return;
       uint64_t value;
       (void)!read(writer_->completion_eventfd(), &value, sizeof(value));
       for (const SpoolCompletion& c : writer_->TakeCompletions()) {
-        ASSERT_TRUE(c.status.ok()) << c.status;
+        if (expect_ok) {
+          ASSERT_TRUE(c.status.ok()) << c.status;
+        }
         if (c.token & QueueManager::kTokenBit) manager_->OnWriteDone(c);
       }
     }
   }
 
   // One scheduler round: tick (scan behind a barrier), pump, tick again.
-  void Run() {
+  void Run(bool expect_ok = true) {
     manager_->Tick();
-    Pump();
+    Pump(expect_ok);
     manager_->Tick();
-    Pump();
+    Pump(expect_ok);
   }
 
   std::vector<v1::Envelope> All() {
@@ -169,6 +178,8 @@ class QueueManagerTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
+  std::shared_ptr<FaultInjectionFileSystem> fs_;
+  std::unique_ptr<rocksdb::Env> env_;
   std::unique_ptr<SpoolStore> store_;
   std::unique_ptr<SpoolWriter> writer_;
   std::unique_ptr<QueueIdGenerator> ids_;
@@ -328,6 +339,31 @@ TEST_F(QueueManagerTest, NotifySuccessToAServerWithoutDsnGetsARelayedNotice) {
   EXPECT_NE(body->find("bob@a.example"), std::string::npos);
   EXPECT_EQ(body->find("Final-Recipient: rfc822; carol@a.example"), std::string::npos)
       << "carol asked for nothing";
+}
+
+TEST_F(QueueManagerTest, AFailedResultWriteIsWrittenAgainNotDeliveredAgain) {
+  const std::string id = Spool("alice@client.test", {"bob@a.example"});
+  Run();
+  ASSERT_EQ(transport_.jobs.size(), 1u);
+  fs_->SetAppendFault(FaultInjectionFileSystem::Fault::kNoSpace);  // disk full
+  transport_.Answer("a.example", Delivered());
+  Pump(/*expect_ok=*/false);
+  EXPECT_TRUE(store_->ReadEnvelope(id).ok()) << "not removed: the write failed";
+  EXPECT_EQ(manager_->active(), 1u) << "still in delivery, waiting to be written";
+  // Minutes of a full disk: retried writes, no second delivery.
+  for (int i = 0; i < 5; ++i) {
+    now_ += absl::Seconds(2);
+    Run(/*expect_ok=*/false);
+    EXPECT_TRUE(transport_.jobs.empty()) << "delivered again at round " << i;
+  }
+  fs_->SetAppendFault(FaultInjectionFileSystem::Fault::kNone);  // space returns
+  for (int i = 0; i < 10 && store_->ReadEnvelope(id).ok(); ++i) {
+    now_ += absl::Seconds(2);  // the store reopens at most every 20 ms (real time)
+    Run(/*expect_ok=*/false);
+  }
+  EXPECT_TRUE(absl::IsNotFound(store_->ReadEnvelope(id).status()));
+  EXPECT_EQ(manager_->active(), 0u);
+  EXPECT_TRUE(transport_.jobs.empty());
 }
 
 TEST_F(QueueManagerTest, RecoveryRebuildsFromTheIndex) {
