@@ -6,7 +6,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "queue/dsn_builder.h"
 #include "queue/queue_admin.h"
 
 namespace postern::queue {
@@ -156,11 +155,11 @@ void QueueManager::StartAttempt(const ScheduleEntry& entry) {
   }
   auto body = store_->ReadBody(entry.queue_id);
   if (!body.ok()) {
-    // The index points at a message whose body cannot be read: a bug or a
-    // damaged spool. Leave it where it is and look again in a minute.
+    // The index points at a message whose body cannot be read: a damaged
+    // spool. Reported and left as it is on disk (an operator can show,
+    // bounce or delete it); not tried again until the worker restarts.
     observer_->WriteFailed(entry.queue_id, body.status());
     scheduler_.Finished(entry.queue_id);
-    scheduler_.Schedule(entry.due_ms + 60000, entry.queue_id);
     return;
   }
   auto attempt = std::make_unique<Attempt>();
@@ -234,11 +233,11 @@ void QueueManager::FinishAttempt(Attempt& a) {
   observer_->AttemptDone(env.queue_id(), now - a.started);
 
   std::vector<SpoolRecord> dsns;
-  if (!failed.empty()) AddDsn(env, *a.body, static_cast<int>(DsnKind::kFailure), failed, &dsns);
-  if (!relayed.empty()) AddDsn(env, *a.body, static_cast<int>(DsnKind::kRelayed), relayed, &dsns);
+  if (!failed.empty()) AddDsn(env, *a.body, DsnKind::kFailure, failed, &dsns);
+  if (!relayed.empty()) AddDsn(env, *a.body, DsnKind::kRelayed, relayed, &dsns);
   std::vector<int> late = DueForDelayWarning(env, now, schedule_);
   if (!late.empty()) {
-    AddDsn(env, *a.body, static_cast<int>(DsnKind::kDelay), late, &dsns);
+    AddDsn(env, *a.body, DsnKind::kDelay, late, &dsns);
     for (int i : late) env.mutable_recipients(i)->set_delay_notified(true);
   }
 
@@ -261,12 +260,12 @@ void QueueManager::FinishAttempt(Attempt& a) {
   Submit(std::move(w), std::move(m), std::move(dsns));
 }
 
-void QueueManager::AddDsn(const v1::Envelope& envelope, const std::string& body, int kind,
+void QueueManager::AddDsn(const v1::Envelope& envelope, const std::string& body, DsnKind kind,
                           const std::vector<int>& recipients, std::vector<SpoolRecord>* records) {
   DsnInput input;
   input.original = &envelope;
   input.original_body = body;
-  input.kind = static_cast<DsnKind>(kind);
+  input.kind = kind;
   input.recipients = RecipientsToNotify(envelope, input.kind, recipients);
   if (input.recipients.empty()) return;
   input.reporting_mta = options_.hostname;
@@ -437,7 +436,7 @@ void QueueManager::HandleAction(const v1::ActionRequest& request,
     if (!plan->bounce_recipients.empty()) {
       // The notice returns the content (or its headers) when it can be read.
       auto body = store_->ReadBody(id);
-      AddDsn(plan->envelope, body.ok() ? *body : std::string(), static_cast<int>(DsnKind::kFailure),
+      AddDsn(plan->envelope, body.ok() ? *body : std::string(), DsnKind::kFailure,
              plan->bounce_recipients, &dsns);
     }
     if (plan->remove) {

@@ -42,6 +42,7 @@
 #include "proto/queue.pb.h"
 #include "proto/queue_admin.pb.h"
 #include "queue/delivery_transport.h"
+#include "queue/dsn_builder.h"
 #include "queue/retry_schedule.h"
 #include "queue/scheduler.h"
 #include "queue/spool_store.h"
@@ -120,9 +121,9 @@ class QueueManager {
   void JobDone(const std::string& queue_id, const DeliveryJob& job,
                std::vector<AttemptResult> results);
   void FinishAttempt(Attempt& attempt);
-  // Appends the DSN owed for `recipients` of `envelope` (kind per dsn_builder)
-  // to `records`; nothing if none may be sent.
-  void AddDsn(const v1::Envelope& envelope, const std::string& body, int kind,
+  // Appends the DSN owed for `recipients` of `envelope` to `records`;
+  // nothing if none may be sent.
+  void AddDsn(const v1::Envelope& envelope, const std::string& body, DsnKind kind,
               const std::vector<int>& recipients, std::vector<SpoolRecord>* records);
   void Submit(PendingWrite write, SpoolMutation mutation, std::vector<SpoolRecord> records);
   void CountState(const v1::Envelope& envelope, int sign);
