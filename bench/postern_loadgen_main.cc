@@ -46,10 +46,10 @@
 #include "bench/loadgen_message.h"
 #include "bench/loadgen_stats.h"
 #include "bench/method_op.h"
-#include "bench/ring_sender.h"
 #include "bench/stop_signals.h"
 #include "bench/tool_main.h"
 #include "engine/io_ring.h"
+#include "engine/ring_sender.h"
 #include "engine/smtp_client_session.h"
 #include "engine/socket_address.h"
 #include "engine/tls_client_context.h"
@@ -372,7 +372,7 @@ class Connection {
   Op connect_op_{this, &Connection::OnConnect};
   Op recv_op_{this, &Connection::OnRecv};
   Op send_op_{this, &Connection::OnSent};
-  RingSender sender_{ring_, &send_op_};
+  engine::RingSender sender_{ring_, &send_op_};
   int inflight_ = 0;
   bool connected_ = false;
   bool recv_armed_ = false;

@@ -40,11 +40,11 @@
 #include "absl/strings/string_view.h"
 #include "bench/flag_parser.h"
 #include "bench/method_op.h"
-#include "bench/ring_sender.h"
 #include "bench/sink_session.h"
 #include "bench/stop_signals.h"
 #include "bench/tool_main.h"
 #include "engine/io_ring.h"
+#include "engine/ring_sender.h"
 #include "engine/socket_address.h"
 #include "engine/tls_context.h"
 #include "engine/tls_session.h"
@@ -258,7 +258,7 @@ class Connection {
   Op recv_op_{this, &Connection::OnRecv};
   Op send_op_{this, &Connection::OnSent};
   Op timer_op_{this, &Connection::OnTimer};
-  RingSender sender_{ring_, &send_op_};
+  engine::RingSender sender_{ring_, &send_op_};
   __kernel_timespec delay_ts_{};
   int inflight_ = 0;  // ring operations that will still complete
   bool recv_armed_ = false;

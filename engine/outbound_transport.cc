@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "engine/outbound_tls_check.h"
+#include "engine/ring_sender.h"
 #include "engine/smtp_client_session.h"
 #include "engine/socket_address.h"
 #include "engine/tls_session.h"
@@ -342,7 +343,7 @@ class OutboundTransport::Connection {
       } else {
         // Enforced and not met: say nothing more on this connection.
         tls_->Shutdown();
-        tls_->TakeCiphertext(&wire_pending_);
+        tls_->TakeCiphertext(sender_.pending());
         AddressFailed(true, verdict.result_type, verdict.diagnostic);
         return false;
       }
@@ -558,23 +559,20 @@ class OutboundTransport::Connection {
       if (tls_state_ == kOn) {
         if (!tls_->WritePlaintext(out_).ok()) session_->ConnectionLost("TLS write failed");
       } else if (tls_state_ == kOff) {
-        wire_pending_.append(out_);
+        sender_.pending()->append(out_);
       }
       if (tls_state_ != kHandshake) out_.clear();
     }
-    if (tls_) tls_->TakeCiphertext(&wire_pending_);
-    if (send_armed_ || wire_pending_.empty() || fd_ < 0) return;
-    out_inflight_.swap(wire_pending_);
-    wire_pending_.clear();
-    inflight_sent_ = 0;
-    send_armed_ = true;
-    ++inflight_;
-    t_->ring_->Send(fd_, out_inflight_.data(), out_inflight_.size(), &send_op_);
+    if (tls_) tls_->TakeCiphertext(sender_.pending());
+    if (fd_ >= 0 && sender_.Send(fd_)) ++inflight_;
   }
 
   void OnSent(int res) {
-    send_armed_ = false;
     --inflight_;
+    if (sender_.OnSent(fd_, res, /*resend=*/true)) {
+      ++inflight_;  // the rest of a short send
+      return;
+    }
     if (res < 0) {
       if (!closing_) {
         session_->ConnectionLost(std::strerror(-res));
@@ -583,15 +581,6 @@ class OutboundTransport::Connection {
       MaybeFinish();
       return;
     }
-    inflight_sent_ += static_cast<size_t>(res);
-    if (inflight_sent_ < out_inflight_.size()) {
-      send_armed_ = true;
-      ++inflight_;
-      t_->ring_->Send(fd_, out_inflight_.data() + inflight_sent_,
-                      out_inflight_.size() - inflight_sent_, &send_op_);
-      return;
-    }
-    out_inflight_.clear();
     if (!closing_) Flush();
     MaybeFinish();
   }
@@ -636,15 +625,14 @@ class OutboundTransport::Connection {
   OutboundMessage message_;
   bool message_started_ = false;
   int64_t started_ms_ = 0;
-  std::string out_, plaintext_, wire_pending_, out_inflight_;
-  size_t inflight_sent_ = 0;
+  std::string out_, plaintext_;
   Op connect_op_{this, Op::kConnect};
   Op recv_op_{this, Op::kRecv};
   Op send_op_{this, Op::kSend};
+  RingSender sender_{t_->ring_, &send_op_};  // the wire bytes, in order
   int inflight_ = 0;
   bool connected_ = false;
   bool recv_armed_ = false;
-  bool send_armed_ = false;
   bool closing_ = false;
   bool fd_closed_ = false;
   bool idle_ = false;

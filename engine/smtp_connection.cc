@@ -151,7 +151,7 @@ void SmtpConnection::HandleCiphertext(std::string_view data) {
           .Add("reason", tls_->failure_reason())
           .Emit();
       // Send the alert, then close.
-      tls_->TakeCiphertext(&wire_pending_);
+      tls_->TakeCiphertext(sender_.pending());
       tls_shutdown_sent_ = true;
       close_after_flush_ = true;
       Flush();
@@ -258,7 +258,7 @@ void SmtpConnection::Drive() {
       // STARTTLS.
       uint64_t discarded = session_->discarded_after_starttls();
       if (discarded > 0) worker_->CountStartTlsDiscarded(setup_.listener_index, discarded);
-      wire_pending_.append(out_pending_);
+      sender_.pending()->append(out_pending_);
       out_pending_.clear();
       StartTls();
     } else if (ev == SmtpSession::Event::kClose) {
@@ -337,7 +337,7 @@ void SmtpConnection::Flush() {
       out_pending_.clear();
       if (!st.ok()) close_after_flush_ = true;
     } else if (tls_state_ == Tls::kOff) {
-      wire_pending_.append(out_pending_);
+      sender_.pending()->append(out_pending_);
       out_pending_.clear();
     }
   }
@@ -345,23 +345,21 @@ void SmtpConnection::Flush() {
     tls_shutdown_sent_ = true;
     tls_->Shutdown();
   }
-  if (tls_) tls_->TakeCiphertext(&wire_pending_);
-  if (send_armed_) return;
-  if (wire_pending_.empty()) {
-    if (close_after_flush_) Close();
+  if (tls_) tls_->TakeCiphertext(sender_.pending());
+  if (sender_.Send(fd_)) {
+    ++inflight_;
     return;
   }
-  out_inflight_.swap(wire_pending_);
-  wire_pending_.clear();
-  inflight_sent_ = 0;
-  send_armed_ = true;
-  ++inflight_;
-  ring_->Send(fd_, out_inflight_.data(), out_inflight_.size(), &send_op_);
+  if (sender_.idle() && close_after_flush_) Close();
 }
 
 void SmtpConnection::OnSent(int res) {
-  send_armed_ = false;
   --inflight_;
+  // A short send's rest goes first, ahead of anything queued since.
+  if (sender_.OnSent(fd_, res, /*resend=*/!closing_)) {
+    ++inflight_;
+    return;
+  }
   if (closing_) {
     MaybeFinish();
     return;
@@ -371,16 +369,6 @@ void SmtpConnection::OnSent(int res) {
     MaybeFinish();
     return;
   }
-  inflight_sent_ += static_cast<size_t>(res);
-  if (inflight_sent_ < out_inflight_.size()) {
-    // Short send: the rest goes first, ahead of anything queued since.
-    send_armed_ = true;
-    ++inflight_;
-    ring_->Send(fd_, out_inflight_.data() + inflight_sent_, out_inflight_.size() - inflight_sent_,
-                &send_op_);
-    return;
-  }
-  out_inflight_.clear();
   Flush();
   MaybeFinish();
 }

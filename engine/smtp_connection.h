@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "engine/io_ring.h"
+#include "engine/ring_sender.h"
 #include "engine/smtp_session.h"
 #include "engine/tls_session.h"
 
@@ -119,16 +120,13 @@ class SmtpConnection {
   std::unique_ptr<SmtpSession> session_;
   Tls tls_state_ = Tls::kOff;
   std::unique_ptr<TlsSession> tls_;
-  std::string plaintext_;     // decrypted input, reused buffer
-  std::string wire_pending_;  // bytes for the socket not yet sent
+  std::string plaintext_;  // decrypted input, reused buffer
   RecvOp recv_op_{this};
   SendOp send_op_{this};
-  std::string out_pending_;   // replies (plaintext) not yet through TLS
-  std::string out_inflight_;  // the wire bytes of the send in flight
-  size_t inflight_sent_ = 0;
-  int inflight_ = 0;  // ring operations that will still complete
+  RingSender sender_{ring_, &send_op_};  // the wire bytes, in order
+  std::string out_pending_;              // replies (plaintext) not yet through TLS
+  int inflight_ = 0;                     // ring operations that will still complete
   bool recv_armed_ = false;
-  bool send_armed_ = false;
   bool close_after_flush_ = false;
   bool closing_ = false;
   bool fd_closed_ = false;

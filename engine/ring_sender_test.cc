@@ -1,4 +1,4 @@
-#include "bench/ring_sender.h"
+#include "engine/ring_sender.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -13,12 +13,12 @@
 #include "engine/io_ring.h"
 #include "gtest/gtest.h"
 
-namespace postern::bench {
+namespace postern::engine {
 namespace {
 
 // Records the send op's completions and passes them to the sender, as a
 // connection does.
-class SendOp : public engine::IoOp {
+class SendOp : public IoOp {
  public:
   void OnComplete(int res, uint32_t flags) override {
     results.push_back(res);
@@ -69,7 +69,7 @@ class RingSenderTest : public ::testing::Test {
     ASSERT_TRUE(sender_.idle());
   }
 
-  engine::IoRing ring_;
+  IoRing ring_;
   SendOp op_;
   RingSender sender_{&ring_, &op_};
   int fds_[2] = {-1, -1};
@@ -134,4 +134,4 @@ TEST_F(RingSenderTest, NoResendWhenTheOwnerIsClosing) {
 }
 
 }  // namespace
-}  // namespace postern::bench
+}  // namespace postern::engine

@@ -1,6 +1,6 @@
-#include "bench/ring_sender.h"
+#include "engine/ring_sender.h"
 
-namespace postern::bench {
+namespace postern::engine {
 
 bool RingSender::Send(int fd) {
   if (busy_ || pending_.empty()) return false;
@@ -25,4 +25,4 @@ bool RingSender::OnSent(int fd, int res, bool resend) {
   return false;
 }
 
-}  // namespace postern::bench
+}  // namespace postern::engine

@@ -1,4 +1,4 @@
-// RingSender: the sending half of one socket on an engine::IoRing. The
+// RingSender: the sending half of one socket on an IoRing. The
 // owner appends bytes to pending(); Send() hands all of them to one ring
 // send, and whatever is appended meanwhile waits for the next one. A short
 // send is finished first (OnSent()), so the peer gets the bytes in order.
@@ -7,22 +7,22 @@
 // OnSent() return true when they put the op on the ring, and the op
 // completes once for each such true.
 //
-// Owned by one connection of a bench tool, loop thread only. The ring and
+// Owned by one connection, loop thread only. The ring and
 // the op must outlive the sender; the op's completions are the owner's to
 // pass to OnSent().
-#ifndef POSTERN_BENCH_RING_SENDER_H_
-#define POSTERN_BENCH_RING_SENDER_H_
+#ifndef POSTERN_ENGINE_RING_SENDER_H_
+#define POSTERN_ENGINE_RING_SENDER_H_
 
 #include <cstddef>
 #include <string>
 
 #include "engine/io_ring.h"
 
-namespace postern::bench {
+namespace postern::engine {
 
 class RingSender {
  public:
-  RingSender(engine::IoRing* ring, engine::IoOp* op) : ring_(ring), op_(op) {}
+  RingSender(IoRing* ring, IoOp* op) : ring_(ring), op_(op) {}
   RingSender(const RingSender&) = delete;
   RingSender& operator=(const RingSender&) = delete;
 
@@ -41,14 +41,14 @@ class RingSender {
   bool OnSent(int fd, int res, bool resend);
 
  private:
-  engine::IoRing* ring_;
-  engine::IoOp* op_;
+  IoRing* ring_;
+  IoOp* op_;
   std::string pending_;   // not yet handed to the ring
   std::string inflight_;  // the bytes of the send in flight
   size_t inflight_sent_ = 0;
   bool busy_ = false;
 };
 
-}  // namespace postern::bench
+}  // namespace postern::engine
 
-#endif  // POSTERN_BENCH_RING_SENDER_H_
+#endif  // POSTERN_ENGINE_RING_SENDER_H_
