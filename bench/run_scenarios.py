@@ -12,6 +12,8 @@ Scenarios (bench/README.md, "Scenarios"):
   backlog      relay 1 KB, 50/conn with N messages deferred in Postern's queue
   scaling      accept 1 KB over STARTTLS with workers 1 .. cores
   connections  N idle TLS sessions: Postern's RSS per session
+  crosscheck   postern-loadgen and Postfix's smtp-source, alternately, against
+               the same plaintext targets (not part of the default set)
 
 Every result is also given as a fraction of the machine's limit from
 ../shared/PERF-FACTS.md (LIMITS below). A scenario whose prerequisite is
@@ -70,7 +72,7 @@ PROFILES = {
                  backlog=1000000, scaling_msgs=1500000, scaling_s=30, idle=10000, step_s=8),
 }
 
-SCENARIOS = ["accept", "relay", "postfix", "backlog", "scaling", "connections"]
+SCENARIOS = ["accept", "relay", "postfix", "backlog", "scaling", "connections", "crosscheck"]
 TITLES = {
     "accept": "Scenario 1: accept only",
     "relay": "Scenario 2: relay through Postern",
@@ -78,6 +80,7 @@ TITLES = {
     "backlog": "Scenario 4: relay with a deferred backlog",
     "scaling": "Scenario 5: scaling over workers",
     "connections": "Scenario 6: idle TLS sessions",
+    "crosscheck": "Cross-check: postern-loadgen against smtp-source",
     "plot": "Offered load plot",
 }
 
@@ -415,7 +418,7 @@ class Loadgen:
         return self._help
 
     def run(self, port, *, tls, size, per_conn, messages, duration, rcpt_domain=RCPT_DOMAIN,
-            connections=None, rate=None):
+            connections=None, rate=None, extra=()):
         """One bounded run. tls: "plain" or "starttls"; size: bytes or a mix
         spec; rate: open loop at that many msgs/s, else closed loop."""
         self.help()
@@ -433,6 +436,7 @@ class Loadgen:
         argv += ["--size-mix", size] if ":" in size else ["--size", size]
         if rate:
             argv += ["--rate", f"{rate:g}"]
+        argv += list(extra)
         t0 = time.time()
         rc = run_bounded(argv, log, timeout=duration + 60, stdout_path=out)
         t1 = time.time()
@@ -853,6 +857,100 @@ class Bench:
 
     # -- offered-load plot ------------------------------------------------
 
+    # -- cross-check of the load generator ------------------------------
+
+    def _smtp_source(self, port, sessions, per_conn, messages, timeout):
+        """Postfix's smtp-source: msgs/s over its wall time (it prints no
+        rate of its own)."""
+        argv = ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(KB),
+                "-f", "loadgen@sender.test", "-t", f"rcpt@{RCPT_DOMAIN}", f"127.0.0.1:{port}"]
+        if per_conn != 1:
+            argv.insert(1, "-d")  # keep the session for the next message
+        log = os.path.join(self.workdir, f"smtp-source-{port}-{per_conn}.log")
+        t0 = time.monotonic()
+        rc = run_bounded(argv, log, timeout=timeout)
+        wall = time.monotonic() - t0
+        if rc != 0:
+            raise RuntimeError(f"smtp-source exited {rc}: {tail(log, 800)}")
+        return messages / wall
+
+    def _crosscheck_cells(self, target, port, sessions, counts, client_cpus):
+        """Both clients, alternately, two rounds each, sessions reused and a
+        new connection per message; client_cpus pins the clients."""
+        rows = []
+        for per_conn in (0, 1):
+            n = counts[per_conn]
+            ours, theirs = [], []
+            with pinned(client_cpus):
+                for _ in range(2):
+                    theirs.append(self._smtp_source(port, sessions, per_conn, n, timeout=180))
+                    r = self.loadgen.run(port, tls="plain", size=str(KB), per_conn=per_conn,
+                                         messages=n, duration=180, connections=sessions,
+                                         extra=("--pipelining", "off", "--chunking", "off",
+                                                "--to", f"rcpt@{RCPT_DOMAIN}"))
+                    ours.append(lg_summary(r)["msgs_per_s"])
+            a, b = sum(ours) / len(ours), sum(theirs) / len(theirs)
+            rows.append({"target": target, "sessions": sessions,
+                         "mode": "new connection per message" if per_conn == 1
+                         else "sessions reused",
+                         "messages": n, "smtp_source": b, "loadgen": a, "difference": (a - b) / b,
+                         "runs": " / ".join(f"{x:,.0f} vs {y:,.0f}" for x, y in zip(ours, theirs))})
+        return rows
+
+    def crosscheck(self):
+        """postern-loadgen against Postfix's smtp-source, 1 KB, one command
+        at a time (smtp-source knows no PIPELINING), on two plaintext
+        targets: a private Postfix pinned to CPU 0 with both clients on
+        CPU 1 and enough sessions to keep it busy (the target's capacity is
+        the limit), and postern-sink with a 5 ms wait before each
+        end-of-data reply (sessions x 5 ms bounds the rate, and each
+        client's own turnaround per command adds to every cycle)."""
+        if not shutil.which("smtp-source"):
+            raise NotRun("smtp-source is not installed (Debian's postfix package)")
+        self.loadgen.help()
+        rows = []
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) >= 2:
+            with contextlib.ExitStack() as stack:
+                with pinned({cpus[0]}):
+                    node = PosternNode(self.cert, 1, "delivery: { hold: true }\n").start()
+                    stack.callback(node.close)
+                rows += self._crosscheck_cells(f"Postern, 1 worker, delivery held, on CPU {cpus[0]}; "
+                                               f"clients on CPU {cpus[1]}", node.port, 50,
+                                               {1: 10000, 0: 40000}, {cpus[1]})
+        why = postfix_missing()
+        if why:
+            rows.append({"target": "Postfix smtpd", "note": f"not run: {why}"})
+        elif len(cpus) < 2:
+            rows.append({"target": "Postfix smtpd", "note": "not run: needs two CPUs"})
+        else:
+            with contextlib.ExitStack() as stack:
+                with pinned({cpus[0]}):
+                    sink = SinkProc(self.workdir)
+                    stack.callback(sink.close)
+                    pf = PostfixNode(self.cert, sink.port)
+                    stack.callback(pf.close)
+                rows += self._crosscheck_cells(f"Postfix smtpd on CPU {cpus[0]}, clients on "
+                                               f"CPU {cpus[1]}", pf.port, 50, {1: 3000, 0: 6000},
+                                               {cpus[1]})
+        with contextlib.ExitStack() as stack:
+            sink = SinkProc(self.workdir, extra=("--delay-ms", "5"))
+            stack.callback(sink.close)
+            rows += self._crosscheck_cells("postern-sink --delay-ms 5", sink.port,
+                                           self.args.connections, {1: 10000, 0: 20000}, None)
+        return {
+            "title": "Cross-check: postern-loadgen against Postfix's smtp-source "
+                     "(1 KB, no PIPELINING, closed loop)",
+            "columns": [("target", "target"), ("sessions", "sessions"), ("mode", "mode"),
+                        ("messages", "messages/run"), ("smtp_source", "smtp-source msgs/s"),
+                        ("loadgen", "loadgen msgs/s"), ("difference", "loadgen vs smtp-source"),
+                        ("runs", "runs (loadgen vs smtp-source)"), ("note", "note")],
+            "rows": rows,
+            "notes": ["two alternating runs per client and cell, means shown; smtp-source's "
+                      "rate is messages over its wall time, the loadgen's over its own clock",
+                      "smtp-source -l 1024 adds its own few header lines to the 1 KB body"],
+        }
+
     def plot(self):
         """Open-loop steps, relay 1 KB, 50 msgs/conn: acked msgs/s and p99
         against offered msgs/s, Postern (and Postfix when installed)."""
@@ -944,6 +1042,20 @@ class Bench:
             result.setdefault("load_before", load)
             self.results[name] = result
             print(render_text(result), flush=True)
+
+
+@contextlib.contextmanager
+def pinned(cpus):
+    """Children started inside run on these CPUs (None: no change)."""
+    if not cpus:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def ratio(a, b):
@@ -1122,6 +1234,8 @@ def fmt_cell(key, v):
         return "-"
     if key in ("of_limit", "e2e_of_limit", "of_target") and isinstance(v, (int, float)):
         return f"{100 * v:.0f} %"
+    if key == "difference" and isinstance(v, (int, float)):
+        return f"{100 * v:+.1f} %"
     ratios = ("ratio", "e2e_ratio", "relative", "e2e_relative", "s2_relative", "speedup")
     if key in ratios and isinstance(v, (int, float)):
         return f"{v:.2f}×"
