@@ -54,9 +54,9 @@ struct QueueManager::PendingWrite {
   std::string queue_id;
   int64_t new_due_ms = -1;                                // -1: removed or not indexed
   std::vector<std::pair<std::string, int64_t>> inserted;  // DSN ids and due times
-  v1::Envelope before;                                    // for the gauges
+  GaugeState before;                                      // for the gauges
   bool removed = false;
-  v1::Envelope after;
+  GaugeState after;
   // kAction: the shared reply being assembled.
   std::shared_ptr<v1::QueueReply> reply;
   std::shared_ptr<size_t> replies_left;
@@ -94,18 +94,26 @@ absl::Status QueueManager::Recover() {
   });
 }
 
-void QueueManager::CountState(const v1::Envelope& e, int sign) {
+QueueManager::GaugeState QueueManager::GaugeStateOf(const v1::Envelope& e) {
+  GaugeState s;
+  s.held = e.schedule().held();
+  s.deferred = std::any_of(e.recipients().begin(), e.recipients().end(),
+                           [](const auto& r) { return r.state() == v1::RECIPIENT_STATE_DEFERRED; });
+  s.arrival_s = e.arrival_time().seconds();
+  return s;
+}
+
+void QueueManager::CountState(const GaugeState& s, int sign) {
   depth_ += sign;
-  if (e.schedule().held()) {
+  if (s.held) {
     held_ += sign;
-  } else if (std::any_of(e.recipients().begin(), e.recipients().end(),
-                         [](const auto& r) { return r.state() == v1::RECIPIENT_STATE_DEFERRED; })) {
+  } else if (s.deferred) {
     deferred_ += sign;
   }
   // Ids are in arrival order, so the oldest only moves forward; recomputing
   // it exactly would need a walk. Keep the first seen and clear on empty.
-  if (sign > 0 && (oldest_arrival_ == 0 || e.arrival_time().seconds() < oldest_arrival_)) {
-    oldest_arrival_ = e.arrival_time().seconds();
+  if (sign > 0 && (oldest_arrival_ == 0 || s.arrival_s < oldest_arrival_)) {
+    oldest_arrival_ = s.arrival_s;
   }
   if (depth_ == 0) oldest_arrival_ = 0;
 }
@@ -218,7 +226,7 @@ void QueueManager::JobDone(const std::string& queue_id, const DeliveryJob& job,
 void QueueManager::FinishAttempt(Attempt& a) {
   const absl::Time now = clock_();
   v1::Envelope& env = *a.envelope;
-  const v1::Envelope before = env;
+  const GaugeState before = GaugeStateOf(env);
   const absl::Time arrival = FromProto(env.arrival_time());
   std::vector<int> failed;
   std::vector<int> relayed;
@@ -255,7 +263,7 @@ void QueueManager::FinishAttempt(Attempt& a) {
     SetTime(env.mutable_schedule()->mutable_next_attempt(), NextAttempt(env, now, schedule_, rng_));
     m.envelope = env;
     w.new_due_ms = IndexedDueMs(env);
-    w.after = env;
+    w.after = GaugeStateOf(env);
   }
   Submit(std::move(w), std::move(m), std::move(dsns));
 }
@@ -429,7 +437,7 @@ void QueueManager::HandleAction(const v1::ActionRequest& request,
     PendingWrite w;
     w.kind = PendingWrite::kAction;
     w.queue_id = id;
-    w.before = *env;
+    w.before = GaugeStateOf(*env);
     SpoolMutation m;
     m.old_due_ms = IndexedDueMs(*env);
     std::vector<SpoolRecord> dsns;
@@ -445,7 +453,7 @@ void QueueManager::HandleAction(const v1::ActionRequest& request,
       w.removed = true;
     } else {
       m.envelope = plan->envelope;
-      w.after = plan->envelope;
+      w.after = GaugeStateOf(plan->envelope);
       w.new_due_ms = IndexedDueMs(plan->envelope);
     }
     if (request.action() == v1::QUEUE_ACTION_HOLD) scheduler_.Cancel(id);

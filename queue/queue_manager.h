@@ -126,7 +126,18 @@ class QueueManager {
   void AddDsn(const v1::Envelope& envelope, const std::string& body, DsnKind kind,
               const std::vector<int>& recipients, std::vector<SpoolRecord>* records);
   void Submit(PendingWrite write, SpoolMutation mutation, std::vector<SpoolRecord> records);
-  void CountState(const v1::Envelope& envelope, int sign);
+  // What the gauges need of an envelope: kept per pending write instead of
+  // copies of the whole envelope.
+  struct GaugeState {
+    bool held = false;
+    bool deferred = false;
+    int64_t arrival_s = 0;
+  };
+  static GaugeState GaugeStateOf(const v1::Envelope& envelope);
+  void CountState(const GaugeState& state, int sign);
+  void CountState(const v1::Envelope& envelope, int sign) {
+    CountState(GaugeStateOf(envelope), sign);
+  }
   void HandleAction(const v1::ActionRequest& request, std::function<void(v1::QueueReply)> reply);
   // Submits again the attempt results whose write failed, once due.
   void RetryFailedWrites(int64_t now_ms);
