@@ -13,7 +13,7 @@ Scenarios (bench/README.md, "Scenarios"):
   scaling      accept 1 KB over STARTTLS with workers 1 .. cores
   connections  N idle TLS sessions: Postern's RSS per session
   crosscheck   postern-loadgen and Postfix's smtp-source, alternately, against
-               the same plaintext targets (not part of the default set)
+               the same plaintext targets
 
 Every result is also given as a fraction of the machine's limit from
 ../shared/PERF-FACTS.md (LIMITS below). A scenario whose prerequisite is
