@@ -4,7 +4,9 @@ Every node gets free loopback ports and its own temporary data dir; stop()
 sends SIGTERM and waits, and kill() is the fallback, so no test leaves
 processes behind.
 """
+import http.client
 import os
+import random
 import re
 import signal
 import socket
@@ -41,10 +43,39 @@ def read_reply(sock, timeout=20):
     return data
 
 
+_handed_out = set()
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+            return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on, chosen below the kernel's ephemeral
+    range. A port from the ephemeral range (what binding port 0 gives) can
+    be picked by the kernel as the source port of a client connecting to it
+    before the server has bound it: the client then connects to itself and
+    reads its own request back (seen in CI as a garbled /readyz reply)."""
+    low, _ = _ephemeral_range()
+    top = low - 1 if low > 12000 else 65535
+    bottom = 10000 if low > 12000 else 61000
+    for _ in range(1000):
+        port = random.randint(bottom, top)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port")
 
 
 def wait_for(predicate, timeout=20.0, interval=0.05, what="condition"):
@@ -110,7 +141,7 @@ listeners:
                 return r.status, r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.read().decode()
-        except OSError:
+        except (OSError, http.client.HTTPException):
             return None, ""
 
     def ready(self) -> bool:
