@@ -626,12 +626,9 @@ void Worker::Spool(SmtpConnection* conn, const std::string& queue_id, AcceptedMe
   record.body = std::move(msg.body);
   // The token carries the connection id: if the connection is gone when the
   // write completes, the message is still spooled and nobody is answered.
-  spool_inflight_[conn->id()] = InflightMessage{queue_id,
-                                                env.sender(),
-                                                conn->client_ip(),
-                                                env.recipients_size(),
-                                                static_cast<int64_t>(env.body_size()),
-                                                env};
+  spool_inflight_[conn->id()] =
+      InflightMessage{queue_id, env.sender(), conn->client_ip(), env.recipients_size(),
+                      static_cast<int64_t>(env.body_size())};
   writer_->Submit(conn->id(), std::move(record));
 }
 
@@ -651,7 +648,7 @@ void Worker::OnSpoolEvent(int res) {
     const std::string& queue_id = m.queue_id;
     auto it = connections_.find(c.token);
     if (c.status.ok()) {
-      queue_->OnSpooled(m.envelope);
+      queue_->OnSpooled(std::move(c.record));
       UpdateQueueGauges();
     } else {
       metrics_->Add(metrics::kSpoolWriteErrors, 0);

@@ -153,7 +153,6 @@ class Worker {
     std::string client;
     int64_t recipients = 0;
     int64_t size = 0;
-    queue::v1::Envelope envelope;  // for the queue manager once durable
   };
   std::unordered_map<uint64_t, InflightMessage> spool_inflight_;
   std::unique_ptr<TickOp> tick_;

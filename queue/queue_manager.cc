@@ -123,11 +123,62 @@ int64_t QueueManager::oldest_age_seconds() const {
   return std::max<int64_t>(0, absl::ToUnixSeconds(clock_()) - oldest_arrival_);
 }
 
-void QueueManager::OnSpooled(const v1::Envelope& envelope) {
+void QueueManager::OnSpooled(SpoolRecord record) {
+  const v1::Envelope& envelope = record.envelope;
   CountState(envelope, +1);
-  if (SpoolStore::IsScheduled(envelope)) {
-    scheduler_.Schedule(SpoolStore::DueMs(envelope), envelope.queue_id());
+  if (!SpoolStore::IsScheduled(envelope)) return;
+  const std::string& id = envelope.queue_id();
+  const int64_t due_ms = SpoolStore::DueMs(envelope);
+  scheduler_.Schedule(due_ms, id);
+  const size_t bytes = record.body.size() + envelope.ByteSizeLong();
+  const int64_t now_ms = ToMs(clock_());
+  // Only mail that is about to be attempted is worth the memory.
+  if (transport_ == nullptr || options_.hold || due_ms > now_ms + options_.fresh_max_age_ms ||
+      fresh_bytes_ + bytes > options_.fresh_max_bytes) {
+    return;
   }
+  Fresh f;
+  f.envelope = std::make_shared<v1::Envelope>(std::move(record.envelope));
+  f.body = std::make_shared<const std::string>(std::move(record.body));
+  f.added_ms = now_ms;
+  f.bytes = bytes;
+  const std::string& key = f.envelope->queue_id();
+  fresh_order_.emplace_back(now_ms, key);
+  fresh_bytes_ += bytes;
+  fresh_.emplace(key, std::move(f));
+}
+
+std::optional<QueueManager::Fresh> QueueManager::TakeFresh(const std::string& queue_id) {
+  auto it = fresh_.find(queue_id);
+  if (it == fresh_.end()) return std::nullopt;
+  Fresh f = std::move(it->second);
+  fresh_.erase(it);
+  fresh_bytes_ -= f.bytes;
+  return f;
+}
+
+void QueueManager::ExpireFresh(int64_t now_ms) {
+  // Ids are never reused, so an id at the front that is no longer kept was
+  // taken; one that is still kept and too old is dropped.
+  while (!fresh_order_.empty()) {
+    const auto& [added_ms, id] = fresh_order_.front();
+    if (fresh_.count(id) != 0) {
+      if (now_ms - added_ms < options_.fresh_max_age_ms) break;
+      TakeFresh(id);
+    }
+    fresh_order_.pop_front();
+  }
+}
+
+void QueueManager::ClearFresh() {
+  fresh_.clear();
+  fresh_order_.clear();
+  fresh_bytes_ = 0;
+}
+
+void QueueManager::set_hold(bool hold) {
+  options_.hold = hold;
+  if (hold) ClearFresh();
 }
 
 void QueueManager::Tick() {
@@ -142,6 +193,7 @@ void QueueManager::Tick() {
     writer_->SubmitBarrier(scan_token_);
   }
   if (transport_ == nullptr) return;  // no outbound delivery in this build
+  ExpireFresh(now_ms);
   RetryFailedWrites(now_ms);
   transport_->Tick(now_ms);
   if (options_.hold) return;
@@ -150,29 +202,43 @@ void QueueManager::Tick() {
   for (const ScheduleEntry& e : scheduler_.TakeDue(now_ms, room)) StartAttempt(e);
 }
 
-void QueueManager::StartAttempt(const ScheduleEntry& entry) {
-  auto envelope = store_->ReadEnvelope(entry.queue_id);
+bool QueueManager::LoadDue(const ScheduleEntry& entry, std::shared_ptr<v1::Envelope>* envelope,
+                           std::shared_ptr<const std::string>* body) {
+  // The fresh copy is what the spool holds unless an admin action or an
+  // attempt rewrote it since, and both drop it first.
+  if (std::optional<Fresh> f = TakeFresh(entry.queue_id);
+      f && IndexedDueMs(*f->envelope) == entry.due_ms) {
+    *envelope = std::move(f->envelope);
+    *body = std::move(f->body);
+    return true;
+  }
+  auto stored = store_->ReadEnvelope(entry.queue_id);
   // Gone (delivered, deleted) or changed since this entry was made (held,
   // rescheduled): the index already says where it belongs now.
-  if (!envelope.ok() || envelope->schedule().held() || IndexedDueMs(*envelope) != entry.due_ms) {
+  if (!stored.ok() || stored->schedule().held() || IndexedDueMs(*stored) != entry.due_ms) {
     scheduler_.Finished(entry.queue_id);
-    if (envelope.ok() && SpoolStore::IsScheduled(*envelope)) {
-      scheduler_.Schedule(SpoolStore::DueMs(*envelope), entry.queue_id);
+    if (stored.ok() && SpoolStore::IsScheduled(*stored)) {
+      scheduler_.Schedule(SpoolStore::DueMs(*stored), entry.queue_id);
     }
-    return;
+    return false;
   }
-  auto body = store_->ReadBody(entry.queue_id);
-  if (!body.ok()) {
+  auto stored_body = store_->ReadBody(entry.queue_id);
+  if (!stored_body.ok()) {
     // The index points at a message whose body cannot be read: a damaged
     // spool. Reported and left as it is on disk (an operator can show,
     // bounce or delete it); not tried again until the worker restarts.
-    observer_->WriteFailed(entry.queue_id, body.status());
+    observer_->WriteFailed(entry.queue_id, stored_body.status());
     scheduler_.Finished(entry.queue_id);
-    return;
+    return false;
   }
+  *envelope = std::make_shared<v1::Envelope>(std::move(*stored));
+  *body = std::make_shared<const std::string>(std::move(*stored_body));
+  return true;
+}
+
+void QueueManager::StartAttempt(const ScheduleEntry& entry) {
   auto attempt = std::make_unique<Attempt>();
-  attempt->envelope = std::make_shared<v1::Envelope>(std::move(*envelope));
-  attempt->body = std::make_shared<const std::string>(std::move(*body));
+  if (!LoadDue(entry, &attempt->envelope, &attempt->body)) return;
   attempt->old_due_ms = entry.due_ms;
   attempt->started = clock_();
 
@@ -419,6 +485,7 @@ void QueueManager::HandleAction(const v1::ActionRequest& request,
   for (const std::string& id : request.queue_ids()) {
     v1::ActionResult* result = shared->mutable_action()->add_results();
     result->set_queue_id(id);
+    TakeFresh(id);  // the action rewrites it; the next attempt reads the spool
     if (scheduler_.in_flight(id)) {
       result->set_error("in delivery, try again");
       continue;

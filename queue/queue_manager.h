@@ -22,16 +22,18 @@
 // the loop that owns the scheduler knows which messages are in delivery.
 //
 // Threading: the worker's loop thread, like everything it borrows. The spool
-// reads it does (envelope and body of a due message, index scans, listing)
-// block on RocksDB; they hit the memtable or block cache for fresh mail and
-// are small, but a cold read of a large body stalls the loop for one disk
+// reads it does (envelope and body of a retried message, index scans,
+// listing) block on RocksDB; fresh mail needs none (OnSpooled keeps it), but
+// a cold read of a large body for a retry stalls the loop for one disk
 // read. Moving them to the writer thread is the known next step.
 #ifndef POSTERN_QUEUE_QUEUE_MANAGER_H_
 #define POSTERN_QUEUE_QUEUE_MANAGER_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -65,6 +67,11 @@ struct QueueManagerOptions {
   std::string hostname;  // Reporting-MTA of DSNs
   bool hold = false;     // delivery.hold: nothing is attempted
   size_t max_active = 1000;
+  // Fresh mail kept in memory from OnSpooled() to its first attempt, so
+  // delivery does not read back what the loop had a moment ago. Bounded in
+  // bytes and age; past either bound the attempt reads the spool instead.
+  size_t fresh_max_bytes = 64ull << 20;
+  int64_t fresh_max_age_ms = 10'000;
   SchedulerOptions scheduler;
 };
 
@@ -90,8 +97,10 @@ class QueueManager {
   // what the spool holds.
   absl::Status Recover();
 
-  // A new message is durable (its index key was written with it).
-  void OnSpooled(const v1::Envelope& envelope);
+  // A new message is durable (its index key was written with it). The
+  // record is what was written (SpoolCompletion::record); the manager may
+  // keep it for the first attempt.
+  void OnSpooled(SpoolRecord record);
 
   // Periodic work: index scans, starting due attempts.
   void Tick();
@@ -103,7 +112,7 @@ class QueueManager {
   // through `reply` once their writes are durable.
   void HandleRequest(const v1::QueueRequest& request, std::function<void(v1::QueueReply)> reply);
 
-  void set_hold(bool hold) { options_.hold = hold; }
+  void set_hold(bool hold);
   void set_schedule(RetrySchedule schedule) { schedule_ = std::move(schedule); }
 
   // Gauges (messages in the queue, deferred, held, age of the oldest).
@@ -112,11 +121,32 @@ class QueueManager {
   uint64_t held() const { return held_; }
   int64_t oldest_age_seconds() const;
   size_t active() const { return attempts_.size(); }
+  // Messages kept in memory for their first attempt, and their bytes.
+  size_t fresh_messages() const { return fresh_.size(); }
+  size_t fresh_bytes() const { return fresh_bytes_; }
 
  private:
   struct Attempt;
   struct PendingWrite;
 
+  // A message spooled by OnSpooled() and not yet attempted.
+  struct Fresh {
+    std::shared_ptr<v1::Envelope> envelope;
+    std::shared_ptr<const std::string> body;
+    int64_t added_ms = 0;
+    size_t bytes = 0;
+  };
+  // Removes and returns the fresh copy of `queue_id`, if one is kept.
+  std::optional<Fresh> TakeFresh(const std::string& queue_id);
+  // Drops fresh copies older than fresh_max_age_ms (their attempt is late:
+  // held back by max_active, or the scheduler window moved on).
+  void ExpireFresh(int64_t now_ms);
+  void ClearFresh();
+  // The envelope and body of a due entry: the fresh copy, else read from
+  // the spool. False when the attempt must not start (gone, held, moved);
+  // the scheduler has then been told.
+  bool LoadDue(const ScheduleEntry& entry, std::shared_ptr<v1::Envelope>* envelope,
+               std::shared_ptr<const std::string>* body);
   void StartAttempt(const ScheduleEntry& entry);
   void JobDone(const std::string& queue_id, const DeliveryJob& job,
                std::vector<AttemptResult> results);
@@ -157,6 +187,9 @@ class QueueManager {
   std::unordered_map<uint64_t, std::unique_ptr<PendingWrite>> writes_;
   // Attempt results whose write failed: (when to submit again, the write).
   std::vector<std::pair<int64_t, std::unique_ptr<PendingWrite>>> failed_writes_;
+  std::unordered_map<std::string, Fresh> fresh_;
+  std::deque<std::pair<int64_t, std::string>> fresh_order_;  // (added ms, id), oldest first
+  size_t fresh_bytes_ = 0;
   uint64_t next_token_ = 1;
   bool scan_waiting_ = false;
   int64_t scan_from_ = 0, scan_to_ = 0;

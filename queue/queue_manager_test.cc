@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -109,7 +110,9 @@ class QueueManagerTest : public ::testing::Test {
   }
 
   // Spools a message like the worker does, due at once.
-  std::string Spool(const std::string& sender, const std::vector<std::string>& recipients) {
+  // `edit` may change the envelope before it is written.
+  std::string Spool(const std::string& sender, const std::vector<std::string>& recipients,
+                    const std::function<void(v1::Envelope*)>& edit = {}) {
     SpoolRecord record;
     record.envelope.set_queue_id(ids_->Next());
     record.envelope.set_sender(sender);
@@ -122,11 +125,16 @@ class QueueManagerTest : public ::testing::Test {
     *record.envelope.mutable_schedule()->mutable_next_attempt() = record.envelope.arrival_time();
     record.body = "Subject: hello\r\nMessage-ID: <m1@client.test>\r\n\r\nbody\r\n";
     record.envelope.set_body_size(record.body.size());
+    if (edit) edit(&record.envelope);
     const std::string id = record.envelope.queue_id();
-    v1::Envelope copy = record.envelope;
     writer_->Submit(1, std::move(record));
     Pump();
-    manager_->OnSpooled(copy);
+    // The worker hands over what the writer gives back with the completion.
+    for (SpoolCompletion& c : spooled_) {
+      EXPECT_EQ(c.record.envelope.queue_id(), id);
+      manager_->OnSpooled(std::move(c.record));
+    }
+    spooled_.clear();
     return id;
   }
 
@@ -137,11 +145,15 @@ class QueueManagerTest : public ::testing::Test {
       if (poll(&p, 1, 100) <= 0) return;
       uint64_t value;
       (void)!read(writer_->completion_eventfd(), &value, sizeof(value));
-      for (const SpoolCompletion& c : writer_->TakeCompletions()) {
+      for (SpoolCompletion& c : writer_->TakeCompletions()) {
         if (expect_ok) {
           ASSERT_TRUE(c.status.ok()) << c.status;
         }
-        if (c.token & QueueManager::kTokenBit) manager_->OnWriteDone(c);
+        if (c.token & QueueManager::kTokenBit) {
+          manager_->OnWriteDone(c);
+        } else {
+          spooled_.push_back(std::move(c));
+        }
       }
     }
   }
@@ -186,6 +198,7 @@ class QueueManagerTest : public ::testing::Test {
   ScriptedTransport transport_;
   NoObserver observer_;
   std::unique_ptr<QueueManager> manager_;
+  std::vector<SpoolCompletion> spooled_;  // completions of Spool()'s writes
   absl::Time now_ = absl::FromUnixSeconds(1795000000);
 };
 
@@ -315,12 +328,8 @@ TEST_F(QueueManagerTest, DelayWarningIsSentOnceAfterTheConfiguredWait) {
 }
 
 TEST_F(QueueManagerTest, NotifySuccessToAServerWithoutDsnGetsARelayedNotice) {
-  const std::string id = Spool("alice@client.test", {"bob@a.example", "carol@a.example"});
-  SpoolMutation notify;
-  notify.envelope = *store_->ReadEnvelope(id);
-  notify.envelope.mutable_recipients(0)->set_notify("SUCCESS,FAILURE");
-  notify.old_due_ms = SpoolStore::DueMs(notify.envelope);
-  ASSERT_TRUE(store_->Apply({}, {notify}).ok());
+  Spool("alice@client.test", {"bob@a.example", "carol@a.example"},
+        [](v1::Envelope* e) { e->mutable_recipients(0)->set_notify("SUCCESS,FAILURE"); });
   Run();
   ASSERT_EQ(transport_.jobs.size(), 1u);
   AttemptResult relayed = Delivered();
@@ -455,6 +464,92 @@ TEST_F(QueueManagerTest, AdminListShowHoldReleaseDeleteBounce) {
   EXPECT_TRUE(left[0].is_dsn());
   EXPECT_EQ(left[0].recipients(0).address(), "eve@client.test");
   EXPECT_EQ(manager_->depth(), 1u);
+}
+
+// Fresh mail: the first attempt uses what the writer handed back instead of
+// reading the spool. The spool's copy is made to differ here so the test can
+// tell which one was delivered.
+TEST_F(QueueManagerTest, FreshMailIsDeliveredFromMemoryWithoutReadingTheSpool) {
+  SpoolRecord record;
+  record.envelope.set_queue_id(ids_->Next());
+  record.envelope.set_sender("alice@client.test");
+  auto* rcpt = record.envelope.add_recipients();
+  rcpt->set_address("bob@a.example");
+  rcpt->set_state(v1::RECIPIENT_STATE_PENDING);
+  record.envelope.mutable_arrival_time()->set_seconds(absl::ToUnixSeconds(now_));
+  *record.envelope.mutable_schedule()->mutable_next_attempt() = record.envelope.arrival_time();
+  record.body = "Subject: on disk\r\n\r\nbody\r\n";
+  record.envelope.set_body_size(record.body.size());
+  SpoolRecord in_memory = record;
+  in_memory.body = "Subject: in memory\r\n\r\nbody\r\n";
+  writer_->Submit(1, std::move(record));
+  Pump();
+  manager_->OnSpooled(std::move(in_memory));
+  EXPECT_EQ(manager_->fresh_messages(), 1u);
+  EXPECT_GT(manager_->fresh_bytes(), 30u);
+
+  Run();
+  ASSERT_EQ(transport_.jobs.size(), 1u);
+  EXPECT_EQ(*transport_.jobs[0].job.body, "Subject: in memory\r\n\r\nbody\r\n");
+  EXPECT_EQ(manager_->fresh_messages(), 0u);
+  EXPECT_EQ(manager_->fresh_bytes(), 0u);
+  transport_.Answer("a.example", Delivered());
+  Pump();
+  EXPECT_EQ(manager_->depth(), 0u);
+}
+
+TEST_F(QueueManagerTest, FreshCopyIsDroppedWhenAnAdminActionRewritesTheMessage) {
+  const std::string id = Spool("alice@client.test", {"bob@a.example"});
+  ASSERT_EQ(manager_->fresh_messages(), 1u);
+  v1::QueueRequest hold;
+  hold.mutable_action()->set_action(v1::QUEUE_ACTION_HOLD);
+  hold.mutable_action()->add_queue_ids(id);
+  ASSERT_TRUE(Ask(hold).action().results(0).ok());
+  EXPECT_EQ(manager_->fresh_messages(), 0u);
+  Run();
+  EXPECT_TRUE(transport_.jobs.empty()) << "held: not attempted";
+
+  v1::QueueRequest release;
+  release.mutable_action()->set_action(v1::QUEUE_ACTION_RELEASE);
+  release.mutable_action()->add_queue_ids(id);
+  ASSERT_TRUE(Ask(release).action().results(0).ok());
+  Run();
+  ASSERT_EQ(transport_.jobs.size(), 1u) << "released: read back from the spool";
+  EXPECT_EQ(*transport_.jobs[0].job.body,
+            "Subject: hello\r\nMessage-ID: <m1@client.test>\r\n\r\nbody\r\n");
+}
+
+TEST_F(QueueManagerTest, FreshMemoryIsBoundedInBytesAndAge) {
+  manager_.reset();
+  QueueManagerOptions options;
+  options.hostname = "relay.test";
+  options.scheduler.horizon_ms = 60 * 60 * 1000;
+  options.fresh_max_bytes = 1000;  // room for a few small messages
+  options.fresh_max_age_ms = 5000;
+  options.max_active = 0;  // nothing starts, so nothing is taken
+  manager_ = std::make_unique<QueueManager>(
+      store_.get(), writer_.get(), &transport_, RetrySchedule({absl::Minutes(10)}, 0.0), options,
+      [this] { return now_; }, [this] { return ids_->Next(); }, &observer_);
+  ASSERT_TRUE(manager_->Recover().ok());
+  for (int i = 0; i < 20; ++i) Spool("alice@client.test", {"bob@a.example"});
+  EXPECT_GT(manager_->fresh_messages(), 0u);
+  EXPECT_LT(manager_->fresh_messages(), 20u) << "past the byte bound the spool is read instead";
+  EXPECT_LE(manager_->fresh_bytes(), 1000u);
+  EXPECT_EQ(manager_->depth(), 20u);
+
+  now_ += absl::Seconds(6);
+  manager_->Tick();
+  EXPECT_EQ(manager_->fresh_messages(), 0u) << "older than fresh_max_age_ms";
+  EXPECT_EQ(manager_->fresh_bytes(), 0u);
+}
+
+TEST_F(QueueManagerTest, NothingIsKeptInMemoryWhileDeliveryIsHeld) {
+  manager_->set_hold(true);
+  Spool("alice@client.test", {"bob@a.example"});
+  EXPECT_EQ(manager_->fresh_messages(), 0u);
+  manager_->set_hold(false);
+  Run();
+  ASSERT_EQ(transport_.jobs.size(), 1u) << "released: read from the spool";
 }
 
 }  // namespace

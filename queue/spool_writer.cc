@@ -10,6 +10,19 @@
 #include <utility>
 
 namespace postern::queue {
+namespace {
+
+SpoolCompletion MakeCompletion(uint64_t token, absl::Status status, uint32_t batch_size,
+                               absl::Duration latency) {
+  SpoolCompletion c;
+  c.token = token;
+  c.status = std::move(status);
+  c.batch_size = batch_size;
+  c.latency = latency;
+  return c;
+}
+
+}  // namespace
 
 SpoolWriter::SpoolWriter(SpoolStore* store, SpoolWriterOptions options)
     : store_(store), options_(options) {
@@ -30,7 +43,7 @@ void SpoolWriter::Submit(uint64_t token, SpoolRecord record) {
   // A malformed record fails alone here instead of failing its whole batch.
   if (absl::Status valid = SpoolStore::ValidateRecord(record); !valid.ok()) {
     std::vector<SpoolCompletion> refused;
-    refused.push_back(SpoolCompletion{token, std::move(valid), 0, absl::ZeroDuration()});
+    refused.push_back(MakeCompletion(token, std::move(valid), 0, absl::ZeroDuration()));
     Post(std::move(refused));
     return;
   }
@@ -44,7 +57,7 @@ void SpoolWriter::SubmitMutation(uint64_t token, SpoolMutation mutation,
   for (const SpoolRecord& r : records) {
     if (absl::Status valid = SpoolStore::ValidateRecord(r); !valid.ok()) {
       std::vector<SpoolCompletion> refused;
-      refused.push_back(SpoolCompletion{token, std::move(valid), 0, absl::ZeroDuration()});
+      refused.push_back(MakeCompletion(token, std::move(valid), 0, absl::ZeroDuration()));
       Post(std::move(refused));
       return;
     }
@@ -70,8 +83,8 @@ void SpoolWriter::Enqueue(Pending item) {
     }
   }
   std::vector<SpoolCompletion> refused;
-  refused.push_back(SpoolCompletion{token, absl::FailedPreconditionError("spool writer stopped"), 0,
-                                    absl::ZeroDuration()});
+  refused.push_back(MakeCompletion(token, absl::FailedPreconditionError("spool writer stopped"), 0,
+                                   absl::ZeroDuration()));
   Post(std::move(refused));
 }
 
@@ -113,6 +126,9 @@ void SpoolWriter::Run() {
   std::vector<std::chrono::steady_clock::time_point> submitted;
   std::vector<SpoolRecord> records;
   std::vector<SpoolMutation> mutations;
+  // Per token: the index of its record in `records`, or -1 (mutations,
+  // barriers), so each record goes back to its submitter.
+  std::vector<int> record_of;
   for (;;) {
     size_t batch_bytes = 0;
     uint32_t messages = 0;
@@ -120,6 +136,7 @@ void SpoolWriter::Run() {
     submitted.clear();
     records.clear();
     mutations.clear();
+    record_of.clear();
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -133,6 +150,7 @@ void SpoolWriter::Run() {
         batch_bytes += p.bytes;
         tokens.push_back(p.token);
         submitted.push_back(p.submitted);
+        record_of.push_back(p.kind == Pending::kRecord ? static_cast<int>(records.size()) : -1);
         if (p.kind == Pending::kRecord) {
           records.push_back(std::move(p.record));
           ++messages;
@@ -153,7 +171,8 @@ void SpoolWriter::Run() {
     completions.reserve(tokens.size());
     for (size_t i = 0; i < tokens.size(); ++i) {
       completions.push_back(
-          SpoolCompletion{tokens[i], status, messages, absl::FromChrono(durable - submitted[i])});
+          MakeCompletion(tokens[i], status, messages, absl::FromChrono(durable - submitted[i])));
+      if (record_of[i] >= 0) completions.back().record = std::move(records[record_of[i]]);
     }
     Post(std::move(completions));
   }

@@ -50,6 +50,10 @@ struct SpoolCompletion {
   absl::Status status;      // OK: durable, answer 250; else answer 452
   uint32_t batch_size = 0;  // new messages that shared this item's fsync
   absl::Duration latency;   // Submit() to durable (or failed), monotonic clock
+  // For Submit(): the record, handed back after the write so the loop can
+  // deliver fresh mail without reading it back from the store. Empty for
+  // other items and for records refused before the write.
+  SpoolRecord record;
 };
 
 struct SpoolWriterOptions {

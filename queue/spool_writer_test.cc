@@ -228,6 +228,31 @@ TEST_F(SpoolWriterTest, MalformedRecordFailsAloneNotItsBatch) {
   EXPECT_TRUE(absl::IsNotFound(store_->ReadEnvelope(Id(2)).status()));
 }
 
+// The loop keeps fresh mail for delivery from what comes back, so each
+// record must return to its own token, whatever else shared the batch.
+TEST_F(SpoolWriterTest, EachRecordComesBackWithItsOwnCompletion) {
+  SpoolWriter writer(store_.get());
+  SpoolMutation removal;
+  removal.envelope.set_queue_id(Id(1));
+  removal.remove = true;
+  for (uint64_t n = 1; n <= 20; ++n) {
+    writer.Submit(n, MakeRecord(n, 100 + n));
+    if (n == 10) writer.SubmitMutation(100, removal, {MakeRecord(50)});
+    if (n == 15) writer.SubmitBarrier(101);
+  }
+  std::vector<SpoolCompletion> done = Collect(&writer, 22);
+  ASSERT_EQ(done.size(), 22u);
+  for (const SpoolCompletion& c : done) {
+    ASSERT_TRUE(c.status.ok()) << c.status;
+    if (c.token >= 100) {
+      EXPECT_TRUE(c.record.envelope.queue_id().empty()) << "no record for a mutation or barrier";
+      continue;
+    }
+    EXPECT_EQ(c.record.envelope.queue_id(), Id(c.token));
+    EXPECT_EQ(c.record.body, MakeRecord(c.token, 100 + c.token).body);
+  }
+}
+
 TEST_F(SpoolWriterTest, WriteErrorFailsTheWholeBatchAndWriterRecovers) {
   SpoolWriter writer(store_.get());
   fs_->SetAppendFault(Fault::kNoSpace);
