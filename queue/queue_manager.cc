@@ -365,7 +365,13 @@ void QueueManager::Submit(PendingWrite write, SpoolMutation mutation,
   // the delivery already happened, so a failed write is written again,
   // never attempted again.
   write.records = records;
-  if (write.kind == PendingWrite::kAttempt) write.mutation = mutation;
+  // An attempt's result need not wait for its own fsync: lost in a power
+  // failure, it only repeats the attempt (and its notices), like a crash
+  // during delivery. The next batch of new mail syncs it anyway.
+  if (write.kind == PendingWrite::kAttempt) {
+    mutation.sync = false;
+    write.mutation = mutation;
+  }
   const uint64_t token = kTokenBit | next_token_++;
   writes_.emplace(token, std::make_unique<PendingWrite>(std::move(write)));
   writer_->SubmitMutation(token, std::move(mutation), std::move(records));

@@ -278,7 +278,7 @@ absl::Status SpoolStore::ReopenIfNeeded(bool for_write) {
 }
 
 template <typename Fill>
-absl::Status SpoolStore::Commit(const char* what, Fill fill) {
+absl::Status SpoolStore::Commit(const char* what, bool sync, Fill fill) {
   if (read_only_) return absl::FailedPreconditionError("spool: opened read-only");
   if (absl::Status reopened = ReopenIfNeeded(true); !reopened.ok()) return reopened;
   absl::ReaderMutexLock lock(&mu_);
@@ -286,7 +286,7 @@ absl::Status SpoolStore::Commit(const char* what, Fill fill) {
   rocksdb::WriteBatch batch;
   if (absl::Status filled = fill(*db_, &batch); !filled.ok()) return filled;
   rocksdb::WriteOptions write_options;
-  write_options.sync = true;
+  write_options.sync = sync;
   rocksdb::Status s = db_->db->Write(write_options, &batch);
   if (!s.ok() && !s.IsInvalidArgument()) {
     // Any other failure may have left RocksDB in its error state.
@@ -329,7 +329,12 @@ absl::Status SpoolStore::Apply(const std::vector<SpoolRecord>& records,
     return absl::InvalidArgumentError(
         absl::StrCat("spool: queue id ", Absl(*dup), " twice in a batch"));
   }
-  return Commit("write", [&](Db& db, rocksdb::WriteBatch* batch) -> absl::Status {
+  // New mail is acknowledged only once synced; so are changes that ask for
+  // it. RocksDB's WAL is one sequential file, so syncing it also makes any
+  // earlier unsynced batch durable.
+  const bool sync = !records.empty() || std::any_of(mutations.begin(), mutations.end(),
+                                                    [](const SpoolMutation& m) { return m.sync; });
+  return Commit("write", sync, [&](Db& db, rocksdb::WriteBatch* batch) -> absl::Status {
     std::string value;
     for (const SpoolRecord& record : records) {
       const std::string& id = record.envelope.queue_id();

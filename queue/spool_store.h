@@ -82,6 +82,12 @@ struct SpoolMutation {
   // The due time (ms since the epoch) under which the message is indexed
   // now, whose index key is deleted; -1 when it is not indexed.
   int64_t old_due_ms = -1;
+  // false: the change need not be synced on its own. It is written (and
+  // survives a crash of the process) at once, and is durable against power
+  // loss with the next synced batch. For changes whose loss only repeats
+  // work: the result of a delivery attempt (a lost removal delivers the
+  // message again, as after any crash mid-delivery).
+  bool sync = true;
 };
 
 // One key of the schedule index.
@@ -138,9 +144,10 @@ class SpoolStore {
   // an id appears twice.
   absl::Status WriteBatch(const std::vector<SpoolRecord>& records);
 
-  // WriteBatch() plus changes to messages already spooled, all in one synced
+  // WriteBatch() plus changes to messages already spooled, all in one
   // batch (the group commit of SpoolWriter). Records and mutations that are
-  // scheduled get their key in the `schedule` family (FORMAT.md).
+  // scheduled get their key in the `schedule` family (FORMAT.md). The batch
+  // is synced unless it holds only mutations with sync == false.
   absl::Status Apply(const std::vector<SpoolRecord>& records,
                      const std::vector<SpoolMutation>& mutations);
 
@@ -200,9 +207,9 @@ class SpoolStore {
   // earlier reopen failed (db_ is null), rate limited.
   absl::Status ReopenIfNeeded(bool for_write) ABSL_LOCKS_EXCLUDED(mu_);
   // Builds a batch with `fill` against the current handles and commits it
-  // synced; marks the store for recovery when RocksDB fails it.
+  // (synced when `sync`); marks the store for recovery when RocksDB fails it.
   template <typename Fill>
-  absl::Status Commit(const char* what, Fill fill) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status Commit(const char* what, bool sync, Fill fill) ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string dir_;
   const SpoolOptions options_;

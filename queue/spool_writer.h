@@ -78,14 +78,17 @@ class SpoolWriter {
 
   // Queues a change to a spooled message (delivery results, schedule,
   // removal) for the next batch, together with `records` to insert in the
-  // same batch (the DSNs the change owes): all of it or none is durable. It
-  // shares the batch's fsync with new messages. Completes like Submit().
+  // same batch (the DSNs the change owes): all of it or none is written. It
+  // shares the batch's fsync with new messages. Completes like Submit(),
+  // except that a mutation with sync == false is written but durable only
+  // with the next synced batch (SpoolMutation::sync).
   void SubmitMutation(uint64_t token, SpoolMutation mutation, std::vector<SpoolRecord> records = {})
       ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
 
-  // Completes (OK) once everything submitted before it is durable: the
-  // scheduler reads the index only behind a barrier, so no write it decided
-  // on earlier is still in flight when it scans.
+  // Completes (OK) once everything submitted before it is written (readable;
+  // durable as far as each item asked): the scheduler reads the index only
+  // behind a barrier, so no write it decided on earlier is still in flight
+  // when it scans.
   void SubmitBarrier(uint64_t token) ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
 
   // Nonblocking eventfd, readable when completions are waiting. Owned by the

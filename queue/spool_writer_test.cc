@@ -137,6 +137,38 @@ TEST_F(SpoolWriterTest, SubmitsDuringASyncShareTheNextOne) {
   EXPECT_EQ(fs_->wal_syncs() - syncs_before, 2);
 }
 
+// Delivery results ask for no sync of their own: a batch of only those is
+// written (readable at once) without an fsync; the next batch of new mail
+// syncs the WAL for both.
+TEST_F(SpoolWriterTest, UnsyncedMutationsAreWrittenAndSyncedWithTheNextNewMail) {
+  SpoolWriter writer(store_.get());
+  writer.Submit(1, MakeRecord(1));
+  ASSERT_EQ(Collect(&writer, 1).size(), 1u);
+
+  const int64_t syncs_before = fs_->wal_syncs();
+  SpoolMutation removal;
+  removal.envelope.set_queue_id(Id(1));
+  removal.remove = true;
+  removal.sync = false;
+  writer.SubmitMutation(2, removal);
+  std::vector<SpoolCompletion> done = Collect(&writer, 1);
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_TRUE(done[0].status.ok()) << done[0].status;
+  EXPECT_TRUE(absl::IsNotFound(store_->ReadEnvelope(Id(1)).status())) << "written at once";
+  EXPECT_EQ(fs_->wal_syncs(), syncs_before) << "no fsync of its own";
+
+  writer.Submit(3, MakeRecord(3));
+  ASSERT_EQ(Collect(&writer, 1).size(), 1u);
+  EXPECT_EQ(fs_->wal_syncs(), syncs_before + 1) << "new mail is always synced";
+
+  SpoolMutation synced = removal;
+  synced.envelope.set_queue_id(Id(3));
+  synced.sync = true;  // the default: admin actions
+  writer.SubmitMutation(4, synced);
+  ASSERT_EQ(Collect(&writer, 1).size(), 1u);
+  EXPECT_EQ(fs_->wal_syncs(), syncs_before + 2);
+}
+
 TEST_F(SpoolWriterTest, MaxBatchBytesBoundsABatch) {
   SpoolWriterOptions options;
   options.max_batch_bytes = 10 * 1024;  // two 4 KB messages fit, three do not
