@@ -90,10 +90,15 @@ def wait_for(predicate, timeout=20.0, interval=0.05, what="condition"):
 
 class Node:
     def __init__(self, workers=1, extra_yaml="", drain_timeout="5s", listeners=None,
-                 relay_yaml=None):
+                 relay_yaml=None, hold_delivery=False):
         """listeners: {name: "tls: offer, auth: after_tls"} (attributes
         besides name and address); default one plaintext listener "mx".
-        relay_yaml: the relay section's body."""
+        relay_yaml: the relay section's body.
+        hold_delivery: for tests that look at what was spooled. Otherwise the
+        node starts delivering at once: mail to the test domains fails
+        (NXDOMAIN here) and leaves the spool, racing the test's look."""
+        if hold_delivery:
+            extra_yaml = "delivery: { hold: true }\n" + extra_yaml
         self.tmp = tempfile.TemporaryDirectory(prefix="postern-test-")
         self.dir = self.tmp.name
         self.data_dir = os.path.join(self.dir, "data")

@@ -33,7 +33,8 @@ class NodeTestCase(unittest.TestCase):
     extra_yaml = ""
 
     def setUp(self):
-        self.node = Node(workers=self.workers, extra_yaml=self.extra_yaml).start()
+        self.node = Node(workers=self.workers, extra_yaml=self.extra_yaml,
+                         hold_delivery=True).start()
         self.addCleanup(self.node.close)
 
 
@@ -144,7 +145,7 @@ class ReloadTest(NodeTestCase):
     extra_yaml = ""
 
     def setUp(self):
-        self.node = Node(workers=1)
+        self.node = Node(workers=1, hold_delivery=True)
         self.addCleanup(self.node.close)
         # Loopback is not trusted here, so relay depends on accepted_domains.
         text = open(self.node.config_path).read().replace("[127.0.0.0/8]", "[10.0.0.0/8]")

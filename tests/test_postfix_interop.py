@@ -33,7 +33,7 @@ def message(subject):
 @unittest.skipUnless(os.geteuid() == 0, "a private Postfix master must run as root")
 class PostfixInteropTest(unittest.TestCase):
     def start(self, listener_attrs, tls_level):
-        self.node = Node(workers=1, listeners={"mx": listener_attrs}).start()
+        self.node = Node(workers=1, listeners={"mx": listener_attrs}, hold_delivery=True).start()
         self.addCleanup(self.node.close)
         self.postfix = PostfixInstance(self.node.ports["mx"], tls_level=tls_level)
         self.addCleanup(self.postfix.close)

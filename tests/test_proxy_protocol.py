@@ -18,7 +18,7 @@ QUEUED = re.compile(rb"250 2\.0\.0 Ok: queued as ([0-9A-F]+)")
 class ProxyListenerTest(unittest.TestCase):
     def setUp(self):
         self.plain_port = free_port()
-        self.node = Node(workers=1)
+        self.node = Node(workers=1, hold_delivery=True)
         text = open(self.node.config_path).read()
         # The listener behind the balancer expects PROXY; loopback is not
         # trusted, so relay decisions depend on the address in the header.

@@ -28,7 +28,7 @@ class ServerTest(unittest.TestCase):
                   "command_timeout: 2s, data_timeout: 4s }\n")
 
     def setUp(self):
-        self.node = Node(workers=1, extra_yaml=self.extra_yaml).start()
+        self.node = Node(workers=1, extra_yaml=self.extra_yaml, hold_delivery=True).start()
         self.addCleanup(self.node.close)
 
     def connect(self):
@@ -221,7 +221,8 @@ class ServerTest(unittest.TestCase):
 
     def test_not_an_open_relay(self):
         node = Node(workers=1, relay_yaml="  accepted_domains: [example.com]\n"
-                                          "  trusted_networks: [10.0.0.0/8]\n").start()
+                                          "  trusted_networks: [10.0.0.0/8]\n",
+                    hold_delivery=True).start()
         self.addCleanup(node.close)
         r = subprocess.run(["swaks", "--server", f"127.0.0.1:{node.smtp_port}", "--to",
                             "victim@elsewhere.example", "--timeout", "20"],

@@ -36,6 +36,7 @@ class TlsNodeTest(unittest.TestCase):
         self.addCleanup(self.tmp.cleanup)
         self.prepare()
         self.node = Node(workers=1, listeners=LISTENERS, relay_yaml=self.relay_yaml,
+                         hold_delivery=True,
                          extra_yaml=self.extra_yaml).start()
         self.addCleanup(self.node.close)
 
