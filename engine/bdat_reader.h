@@ -27,6 +27,7 @@
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -57,8 +58,7 @@ class BdatReader {
         after_cr_ = true;
         ++i;
       } else {
-        const size_t end = octets.find_first_of("\r\n", i);
-        i = end == std::string_view::npos ? octets.size() : end;
+        i = NextLineBreak(octets, i);
       }
     }
     if (!bare_newline_) content->append(octets);
@@ -76,6 +76,20 @@ class BdatReader {
   }
 
   bool bare_newline() const { return bare_newline_; }
+
+  // The index of the first CR or LF at or after `from`, or octets.size().
+  // Two memchr scans instead of string_view::find_first_of("\r\n"), which
+  // libstdc++ runs as one memchr over the two-octet set per content octet:
+  // that made scanning a 100 KB message cost about a millisecond. The LF
+  // scan stops at the CR, so each octet is read at most twice.
+  static size_t NextLineBreak(std::string_view octets, size_t from) {
+    const char* begin = octets.data();
+    const char* end = begin + octets.size();
+    const char* cr = static_cast<const char*>(std::memchr(begin + from, '\r', end - begin - from));
+    const char* stop = cr != nullptr ? cr : end;
+    const char* lf = static_cast<const char*>(std::memchr(begin + from, '\n', stop - begin - from));
+    return static_cast<size_t>((lf != nullptr ? lf : stop) - begin);
+  }
   // Octets fed so far, over all chunks.
   uint64_t size() const { return size_; }
 

@@ -106,5 +106,38 @@ TEST(BdatReaderTest, SizeLimitAcrossChunks) {
   EXPECT_EQ(content, "1234567890\r\n");
 }
 
+TEST(BdatReaderTest, NextLineBreakFindsTheFirstCrOrLf) {
+  // Every position of every short string over {a, CR, LF}, against a plain
+  // byte loop.
+  const char alphabet[] = {'a', '\r', '\n'};
+  for (int len = 0; len <= 7; ++len) {
+    int total = 1;
+    for (int k = 0; k < len; ++k) total *= 3;
+    for (int code = 0; code < total; ++code) {
+      std::string text;
+      for (int k = 0, c = code; k < len; ++k, c /= 3) text.push_back(alphabet[c % 3]);
+      for (size_t from = 0; from <= text.size(); ++from) {
+        size_t expected = from;
+        while (expected < text.size() && text[expected] != '\r' && text[expected] != '\n') {
+          ++expected;
+        }
+        ASSERT_EQ(BdatReader::NextLineBreak(text, from), expected) << "from " << from;
+      }
+    }
+  }
+}
+
+TEST(BdatReaderTest, LargeChunkWithLongLinesIsReadWhole) {
+  std::string body;
+  for (int i = 0; i < 2000; ++i) body += std::string(i % 900, 'x') + "\r\n";
+  Outcome whole = Read({body});
+  ASSERT_TRUE(whole.ok);
+  EXPECT_EQ(whole.content, body);
+  EXPECT_EQ(Read({body}, 4097).content, body);
+  std::string bare = body;
+  bare[bare.size() / 2] = '\n';
+  EXPECT_FALSE(Read({bare}).ok);
+}
+
 }  // namespace
 }  // namespace postern::engine
