@@ -29,6 +29,9 @@ class LinkSeparationTest(unittest.TestCase):
         direct = " ".join(needed(binary("postern-worker")))
         self.assertIn("liburing", direct)
         self.assertIn("librocksdb", direct)
+        # The allocator: before libc, so RocksDB and BoringSSL use it too.
+        self.assertIn("libjemalloc", direct)
+        self.assertLess(direct.index("libjemalloc"), direct.index("libc.so"))
 
     def test_bench_sink_is_on_the_boringssl_side(self):
         libs = ldd(binary("postern-sink"))

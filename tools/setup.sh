@@ -8,7 +8,7 @@ BUILD_PKGS=(
   g++ liburing-dev android-libboringssl-dev android-boringssl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   librocksdb-dev libc-ares-dev libyaml-cpp-dev libsodium-dev libcpp-httplib-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev
 )
 TEST_PKGS=(
   swaks openssl prometheus python3 binutils curl clang libclang-rt-14-dev haproxy
