@@ -1,6 +1,6 @@
 set terminal pngcairo size 1000,800 font ',10'
 set output 'bench/results/offered_load.png'
-set multiplot layout 2,1 title 'Relay 1 KB, 50 msgs/conn, STARTTLS both hops, open loop (2 cores, AMD EPYC, Linux 6.18.44-fc-v1272, 5372e35c1dfb)'
+set multiplot layout 2,1 title 'Relay 1 KB, 50 msgs/conn, STARTTLS both hops, open loop (2 cores, AMD EPYC, Linux 6.18.44-fc-v1272, 9a1c225dad57)'
 set grid
 set key left top
 set xlabel 'offered msgs/s'
