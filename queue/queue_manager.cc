@@ -140,7 +140,6 @@ void QueueManager::OnSpooled(SpoolRecord record) {
   Fresh f;
   f.envelope = std::make_shared<v1::Envelope>(std::move(record.envelope));
   f.body = std::make_shared<const std::string>(std::move(record.body));
-  f.added_ms = now_ms;
   f.bytes = bytes;
   const std::string& key = f.envelope->queue_id();
   fresh_order_.emplace_back(now_ms, key);

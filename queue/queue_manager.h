@@ -133,7 +133,6 @@ class QueueManager {
   struct Fresh {
     std::shared_ptr<v1::Envelope> envelope;
     std::shared_ptr<const std::string> body;
-    int64_t added_ms = 0;
     size_t bytes = 0;
   };
   // Removes and returns the fresh copy of `queue_id`, if one is kept.

@@ -46,26 +46,29 @@ def read_reply(sock, timeout=20):
 _handed_out = set()
 
 
-def _ephemeral_range():
+def _ports_outside_ephemeral_range():
+    """(first, last) of a port range the kernel never picks source ports from."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
             low, high = (int(x) for x in f.read().split())
-            return low, high
     except (OSError, ValueError):
-        return 32768, 60999
+        low, high = 32768, 60999
+    if low > 11000:
+        return 10000, low - 1
+    if high < 64535:
+        return high + 1, 65535
+    return 1024, 65535  # no room outside it: at least the bind check holds
 
 
 def free_port() -> int:
-    """A loopback port nobody listens on, chosen below the kernel's ephemeral
-    range. A port from the ephemeral range (what binding port 0 gives) can
+    """A loopback port nobody listens on, chosen outside the kernel's
+    ephemeral range. A port from that range (what binding port 0 gives) can
     be picked by the kernel as the source port of a client connecting to it
     before the server has bound it: the client then connects to itself and
     reads its own request back (seen in CI as a garbled /readyz reply)."""
-    low, _ = _ephemeral_range()
-    top = low - 1 if low > 12000 else 65535
-    bottom = 10000 if low > 12000 else 61000
+    first, last = _ports_outside_ephemeral_range()
     for _ in range(1000):
-        port = random.randint(bottom, top)
+        port = random.randint(first, last)
         if port in _handed_out:
             continue
         with socket.socket() as s:
