@@ -626,9 +626,7 @@ void Worker::Spool(SmtpConnection* conn, const std::string& queue_id, AcceptedMe
   record.body = std::move(msg.body);
   // The token carries the connection id: if the connection is gone when the
   // write completes, the message is still spooled and nobody is answered.
-  spool_inflight_[conn->id()] =
-      InflightMessage{queue_id, env.sender(), conn->client_ip(), env.recipients_size(),
-                      static_cast<int64_t>(env.body_size())};
+  // The completion hands the record back, so nothing is kept meanwhile.
   writer_->Submit(conn->id(), std::move(record));
 }
 
@@ -640,37 +638,32 @@ void Worker::OnSpoolEvent(int res) {
       continue;
     }
     metrics_->Observe(metrics::kSpoolBatchMessages, 0, c.batch_size);
-    InflightMessage m;
-    if (auto q = spool_inflight_.find(c.token); q != spool_inflight_.end()) {
-      m = std::move(q->second);
-      spool_inflight_.erase(q);
-    }
-    const std::string& queue_id = m.queue_id;
+    const queue::v1::Envelope& env = c.record.envelope;
+    const std::string queue_id = env.queue_id();  // the record moves on below
     auto it = connections_.find(c.token);
-    if (c.status.ok()) {
-      queue_->OnSpooled(std::move(c.record));
-      UpdateQueueGauges();
-    } else {
+    if (!c.status.ok()) {
       metrics_->Add(metrics::kSpoolWriteErrors, 0);
       log::LogEvent("spool_write_failed", log::Level::kError)
           .Add("queue_id", queue_id)
           .Add("error", std::string(c.status.message()))
           .Emit();
-    }
-    if (it == connections_.end()) continue;
-    if (c.status.ok()) {
+    } else if (it != connections_.end()) {
       metrics_->Add(metrics::kMessagesAccepted, it->second->listener_index());
       log::LogEvent("queued")
           .Add("conn", static_cast<int64_t>(c.token))
           .Add("queue_id", queue_id)
-          .Add("client", m.client)
-          .Add("from", m.sender.empty() ? "<>" : m.sender)
-          .Add("nrcpt", m.recipients)
-          .Add("size", m.size)
+          .Add("client", env.client_address())
+          .Add("from", env.sender().empty() ? "<>" : env.sender())
+          .Add("nrcpt", static_cast<int64_t>(env.recipients_size()))
+          .Add("size", static_cast<int64_t>(env.body_size()))
           .Add("batch", c.batch_size)
           .Emit();
     }
-    it->second->SpoolDone(c.status, queue_id);
+    if (c.status.ok()) {
+      queue_->OnSpooled(std::move(c.record));
+      UpdateQueueGauges();
+    }
+    if (it != connections_.end()) it->second->SpoolDone(c.status, queue_id);
   }
   if (!done_ && !(draining_ && connections_.empty())) {
     ring_.Read(writer_->completion_eventfd(), &spool_event_->value, sizeof(uint64_t),

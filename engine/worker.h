@@ -145,16 +145,6 @@ class Worker {
   std::unique_ptr<OutboundEvents> outbound_events_;
   std::unique_ptr<OutboundTransport> transport_;
   std::unique_ptr<queue::QueueManager> queue_;
-  // Spool writes in flight, by token (connection id): what the "queued" log
-  // line reports once the write is durable.
-  struct InflightMessage {
-    std::string queue_id;
-    std::string sender;
-    std::string client;
-    int64_t recipients = 0;
-    int64_t size = 0;
-  };
-  std::unordered_map<uint64_t, InflightMessage> spool_inflight_;
   std::unique_ptr<TickOp> tick_;
   std::unique_ptr<SpoolEventOp> spool_event_;
   std::unique_ptr<IpcOp> ipc_op_;

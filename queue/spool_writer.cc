@@ -13,12 +13,13 @@ namespace postern::queue {
 namespace {
 
 SpoolCompletion MakeCompletion(uint64_t token, absl::Status status, uint32_t batch_size,
-                               absl::Duration latency) {
+                               absl::Duration latency, SpoolRecord record = {}) {
   SpoolCompletion c;
   c.token = token;
   c.status = std::move(status);
   c.batch_size = batch_size;
   c.latency = latency;
+  c.record = std::move(record);
   return c;
 }
 
@@ -42,9 +43,7 @@ SpoolWriter::~SpoolWriter() {
 void SpoolWriter::Submit(uint64_t token, SpoolRecord record) {
   // A malformed record fails alone here instead of failing its whole batch.
   if (absl::Status valid = SpoolStore::ValidateRecord(record); !valid.ok()) {
-    std::vector<SpoolCompletion> refused;
-    refused.push_back(MakeCompletion(token, std::move(valid), 0, absl::ZeroDuration()));
-    Post(std::move(refused));
+    Refuse(token, std::move(valid), std::move(record));
     return;
   }
   const size_t bytes = record.body.size() + record.envelope.ByteSizeLong();
@@ -56,9 +55,7 @@ void SpoolWriter::SubmitMutation(uint64_t token, SpoolMutation mutation,
   size_t bytes = mutation.envelope.ByteSizeLong();
   for (const SpoolRecord& r : records) {
     if (absl::Status valid = SpoolStore::ValidateRecord(r); !valid.ok()) {
-      std::vector<SpoolCompletion> refused;
-      refused.push_back(MakeCompletion(token, std::move(valid), 0, absl::ZeroDuration()));
-      Post(std::move(refused));
+      Refuse(token, std::move(valid));
       return;
     }
     bytes += r.body.size() + r.envelope.ByteSizeLong();
@@ -73,7 +70,6 @@ void SpoolWriter::SubmitBarrier(uint64_t token) {
 
 void SpoolWriter::Enqueue(Pending item) {
   item.submitted = std::chrono::steady_clock::now();
-  const uint64_t token = item.token;
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {
@@ -82,9 +78,13 @@ void SpoolWriter::Enqueue(Pending item) {
       return;
     }
   }
+  Refuse(item.token, absl::FailedPreconditionError("spool writer stopped"), std::move(item.record));
+}
+
+void SpoolWriter::Refuse(uint64_t token, absl::Status status, SpoolRecord record) {
   std::vector<SpoolCompletion> refused;
-  refused.push_back(MakeCompletion(token, absl::FailedPreconditionError("spool writer stopped"), 0,
-                                   absl::ZeroDuration()));
+  refused.push_back(
+      MakeCompletion(token, std::move(status), 0, absl::ZeroDuration(), std::move(record)));
   Post(std::move(refused));
 }
 

@@ -50,9 +50,10 @@ struct SpoolCompletion {
   absl::Status status;      // OK: durable, answer 250; else answer 452
   uint32_t batch_size = 0;  // new messages that shared this item's fsync
   absl::Duration latency;   // Submit() to durable (or failed), monotonic clock
-  // For Submit(): the record, handed back after the write so the loop can
-  // deliver fresh mail without reading it back from the store. Empty for
-  // other items and for records refused before the write.
+  // For Submit(): the record, handed back whatever the outcome, so the
+  // owner needs no copy of it while the write is in flight and can deliver
+  // fresh mail without reading it back from the store. Empty for mutations
+  // and barriers.
   SpoolRecord record;
 };
 
@@ -118,6 +119,10 @@ class SpoolWriter {
   };
 
   void Enqueue(Pending item) ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
+  // Completes `token` at once with `status` (batch_size 0), handing back
+  // `record` if it was a Submit().
+  void Refuse(uint64_t token, absl::Status status, SpoolRecord record = {})
+      ABSL_LOCKS_EXCLUDED(done_mu_);
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   void Post(std::vector<SpoolCompletion> completions) ABSL_LOCKS_EXCLUDED(done_mu_);
 

@@ -253,6 +253,7 @@ TEST_F(SpoolWriterTest, MalformedRecordFailsAloneNotItsBatch) {
   for (const auto& c : done) {
     if (c.token == 2) {
       EXPECT_TRUE(absl::IsInvalidArgument(c.status)) << c.status;
+      EXPECT_EQ(c.record.envelope.queue_id(), Id(2)) << "a refused record comes back too";
     } else {
       EXPECT_TRUE(c.status.ok()) << c.status;
     }
