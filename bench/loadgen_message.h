@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/smtp_client_session.h"
+#include "engine/outbound/smtp_client_session.h"
 
 namespace postern::bench {
 

@@ -45,15 +45,15 @@
 #include "bench/flag_parser.h"
 #include "bench/loadgen_message.h"
 #include "bench/loadgen_stats.h"
-#include "bench/method_op.h"
+#include "engine/net/method_op.h"
 #include "bench/stop_signals.h"
 #include "bench/tool_main.h"
-#include "engine/io_ring.h"
-#include "engine/ring_sender.h"
-#include "engine/smtp_client_session.h"
-#include "engine/socket_address.h"
-#include "engine/tls_client_context.h"
-#include "engine/tls_session.h"
+#include "engine/net/io_ring.h"
+#include "engine/net/ring_sender.h"
+#include "engine/outbound/smtp_client_session.h"
+#include "engine/net/socket_address.h"
+#include "engine/tls/tls_client_context.h"
+#include "engine/tls/tls_session.h"
 
 namespace postern::bench {
 namespace {
@@ -325,7 +325,7 @@ class Connection {
   TlsClientContext* tls_context() const { return tls_context_; }
 
  private:
-  using Op = MethodOp<Connection>;
+  using Op = engine::MethodOp<Connection>;
   enum class TlsState { kOff, kHandshake, kOn };
 
   void OnConnect(int res, uint32_t flags);
@@ -420,7 +420,7 @@ class Loadgen {
   void CountError(const std::string& label) { ++totals_.connection_errors[label]; }
 
  private:
-  using Op = MethodOp<Loadgen>;
+  using Op = engine::MethodOp<Loadgen>;
 
   bool open_loop() const { return flags_.rate > 0; }
   int64_t Period() const { return static_cast<int64_t>(1e9 / flags_.rate); }

@@ -39,15 +39,15 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "bench/flag_parser.h"
-#include "bench/method_op.h"
+#include "engine/net/method_op.h"
 #include "bench/sink_session.h"
 #include "bench/stop_signals.h"
 #include "bench/tool_main.h"
-#include "engine/io_ring.h"
-#include "engine/ring_sender.h"
-#include "engine/socket_address.h"
-#include "engine/tls_context.h"
-#include "engine/tls_session.h"
+#include "engine/net/io_ring.h"
+#include "engine/net/ring_sender.h"
+#include "engine/net/socket_address.h"
+#include "engine/tls/tls_server_context.h"
+#include "engine/tls/tls_session.h"
 
 namespace postern::bench {
 namespace {
@@ -233,7 +233,7 @@ class Connection {
   bool Finished() const { return closing_ && inflight_ == 0 && fd_closed_; }
 
  private:
-  using Op = MethodOp<Connection>;
+  using Op = engine::MethodOp<Connection>;
   enum class Tls { kOff, kHandshake, kOn };
 
   void OnRecv(int res, uint32_t flags);
@@ -292,7 +292,7 @@ class Sink {
   void ConnectionClosing(Connection* conn) { closing_.push_back(conn); }
 
  private:
-  using Op = MethodOp<Sink>;
+  using Op = engine::MethodOp<Sink>;
   struct Listener;
   class AcceptOp : public IoOp {
    public:

@@ -14,7 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "engine/smtp_command.h"
+#include "engine/smtp/smtp_command.h"
 
 namespace postern::bench {
 namespace {

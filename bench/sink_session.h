@@ -4,7 +4,7 @@
 // "close"). No I/O, no clock, no threads; bench/postern_sink_main.cc drives it
 // from its io_uring loop, tests drive it directly.
 //
-// Unlike engine/SmtpSession it keeps no message: content is hashed (SHA-256)
+// Unlike engine/SmtpServerSession it keeps no message: content is hashed (SHA-256)
 // and counted as it streams past, so a sink holds a few kilobytes per
 // connection whatever the message size. Replies are configurable (SinkOptions)
 // so integration tests can make it refuse, defer, or hide extensions.
@@ -58,7 +58,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "engine/data_reader.h"
+#include "engine/smtp/data_reader.h"
 
 namespace postern::bench {
 

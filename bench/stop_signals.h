@@ -13,7 +13,7 @@
 #include <sys/signalfd.h>
 
 #include "absl/status/status.h"
-#include "engine/io_ring.h"
+#include "engine/net/io_ring.h"
 
 namespace postern::bench {
 

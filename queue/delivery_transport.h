@@ -1,6 +1,6 @@
 // DeliveryTransport: how the queue manager hands one destination of one
 // message to the network, and how it learns what happened to each of its
-// recipients. The real transport (engine/outbound_transport.h) resolves the
+// recipients. The real transport (engine/outbound/outbound_transport.h) resolves the
 // next hop, reuses connections and runs the SMTP client under the
 // destination's TLS policy; unit tests substitute a scripted one.
 //

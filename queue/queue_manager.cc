@@ -185,11 +185,11 @@ void QueueManager::Tick() {
   if (!scan_waiting_ && scheduler_.BeginScan(now_ms, &scan_from_, &scan_to_)) {
     // Behind a barrier, so every index write decided so far is durable.
     scan_waiting_ = true;
-    scan_token_ = kTokenBit | next_token_++;
+    scan_token_ = next_token_++;
     auto w = std::make_unique<PendingWrite>();
     w->kind = PendingWrite::kScan;
     writes_.emplace(scan_token_, std::move(w));
-    writer_->SubmitBarrier(scan_token_);
+    writer_->SubmitBarrier(scan_token_, this);
   }
   if (transport_ == nullptr) return;  // no outbound delivery in this build
   ExpireFresh(now_ms);
@@ -371,9 +371,9 @@ void QueueManager::Submit(PendingWrite write, SpoolMutation mutation,
     mutation.sync = false;
     write.mutation = mutation;
   }
-  const uint64_t token = kTokenBit | next_token_++;
+  const uint64_t token = next_token_++;
   writes_.emplace(token, std::make_unique<PendingWrite>(std::move(write)));
-  writer_->SubmitMutation(token, std::move(mutation), std::move(records));
+  writer_->SubmitMutation(token, std::move(mutation), std::move(records), this);
 }
 
 void QueueManager::RetryFailedWrites(int64_t now_ms) {
@@ -384,11 +384,11 @@ void QueueManager::RetryFailedWrites(int64_t now_ms) {
     }
     std::unique_ptr<PendingWrite> w = std::move(it->second);
     it = failed_writes_.erase(it);
-    const uint64_t token = kTokenBit | next_token_++;
+    const uint64_t token = next_token_++;
     SpoolMutation mutation = w->mutation;
     std::vector<SpoolRecord> records = w->records;
     writes_.emplace(token, std::move(w));
-    writer_->SubmitMutation(token, std::move(mutation), std::move(records));
+    writer_->SubmitMutation(token, std::move(mutation), std::move(records), this);
   }
 }
 

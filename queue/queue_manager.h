@@ -75,12 +75,10 @@ struct QueueManagerOptions {
   SchedulerOptions scheduler;
 };
 
-class QueueManager {
+// Submits its writes as a SpoolClient of its own: the owner of the writer
+// routes completions whose client is the manager back to it.
+class QueueManager : public SpoolClient {
  public:
-  // Tokens the manager submits to the writer have this bit set; the worker
-  // hands such completions to OnWriteDone().
-  static constexpr uint64_t kTokenBit = uint64_t{1} << 63;
-
   // Everything borrowed must outlive the manager. `clock` gives wall-clock
   // time (tests inject one); `next_id` issues queue ids for DSNs.
   // `transport` may be null: then nothing is attempted (as with hold).
@@ -89,7 +87,7 @@ class QueueManager {
                std::function<absl::Time()> clock, std::function<std::string()> next_id,
                QueueObserver* observer);
 
-  ~QueueManager();
+  ~QueueManager() override;
   QueueManager(const QueueManager&) = delete;
   QueueManager& operator=(const QueueManager&) = delete;
 
@@ -105,8 +103,9 @@ class QueueManager {
   // Periodic work: index scans, starting due attempts.
   void Tick();
 
-  // A completion of a token with kTokenBit.
+  // A completion of one of the manager's writes.
   void OnWriteDone(const SpoolCompletion& completion);
+  void OnSpoolCompletion(SpoolCompletion completion) override { OnWriteDone(completion); }
 
   // Queue administration. List and show answer at once; actions answer
   // through `reply` once their writes are durable.

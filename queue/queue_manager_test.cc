@@ -149,7 +149,7 @@ class QueueManagerTest : public ::testing::Test {
         if (expect_ok) {
           ASSERT_TRUE(c.status.ok()) << c.status;
         }
-        if (c.token & QueueManager::kTokenBit) {
+        if (c.client == manager_.get()) {
           manager_->OnWriteDone(c);
         } else {
           spooled_.push_back(std::move(c));

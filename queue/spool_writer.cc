@@ -12,9 +12,11 @@
 namespace postern::queue {
 namespace {
 
-SpoolCompletion MakeCompletion(uint64_t token, absl::Status status, uint32_t batch_size,
-                               absl::Duration latency, SpoolRecord record = {}) {
+SpoolCompletion MakeCompletion(SpoolClient* client, uint64_t token, absl::Status status,
+                               uint32_t batch_size, absl::Duration latency,
+                               SpoolRecord record = {}) {
   SpoolCompletion c;
+  c.client = client;
   c.token = token;
   c.status = std::move(status);
   c.batch_size = batch_size;
@@ -40,32 +42,32 @@ SpoolWriter::~SpoolWriter() {
   close(event_fd_);
 }
 
-void SpoolWriter::Submit(uint64_t token, SpoolRecord record) {
+void SpoolWriter::Submit(uint64_t token, SpoolRecord record, SpoolClient* client) {
   // A malformed record fails alone here instead of failing its whole batch.
   if (absl::Status valid = SpoolStore::ValidateRecord(record); !valid.ok()) {
-    Refuse(token, std::move(valid), std::move(record));
+    Refuse(client, token, std::move(valid), std::move(record));
     return;
   }
   const size_t bytes = record.body.size() + record.envelope.ByteSizeLong();
-  Enqueue(Pending{token, Pending::kRecord, std::move(record), {}, bytes, {}, {}});
+  Enqueue(Pending{client, token, Pending::kRecord, std::move(record), {}, bytes, {}, {}});
 }
 
 void SpoolWriter::SubmitMutation(uint64_t token, SpoolMutation mutation,
-                                 std::vector<SpoolRecord> records) {
+                                 std::vector<SpoolRecord> records, SpoolClient* client) {
   size_t bytes = mutation.envelope.ByteSizeLong();
   for (const SpoolRecord& r : records) {
     if (absl::Status valid = SpoolStore::ValidateRecord(r); !valid.ok()) {
-      Refuse(token, std::move(valid));
+      Refuse(client, token, std::move(valid));
       return;
     }
     bytes += r.body.size() + r.envelope.ByteSizeLong();
   }
   Enqueue(
-      Pending{token, Pending::kMutation, {}, std::move(mutation), bytes, {}, std::move(records)});
+      Pending{client, token, Pending::kMutation, {}, std::move(mutation), bytes, {}, std::move(records)});
 }
 
-void SpoolWriter::SubmitBarrier(uint64_t token) {
-  Enqueue(Pending{token, Pending::kBarrier, {}, {}, 0, {}, {}});
+void SpoolWriter::SubmitBarrier(uint64_t token, SpoolClient* client) {
+  Enqueue(Pending{client, token, Pending::kBarrier, {}, {}, 0, {}, {}});
 }
 
 void SpoolWriter::Enqueue(Pending item) {
@@ -78,13 +80,15 @@ void SpoolWriter::Enqueue(Pending item) {
       return;
     }
   }
-  Refuse(item.token, absl::FailedPreconditionError("spool writer stopped"), std::move(item.record));
+  Refuse(item.client, item.token, absl::FailedPreconditionError("spool writer stopped"),
+         std::move(item.record));
 }
 
-void SpoolWriter::Refuse(uint64_t token, absl::Status status, SpoolRecord record) {
+void SpoolWriter::Refuse(SpoolClient* client, uint64_t token, absl::Status status,
+                         SpoolRecord record) {
   std::vector<SpoolCompletion> refused;
   refused.push_back(
-      MakeCompletion(token, std::move(status), 0, absl::ZeroDuration(), std::move(record)));
+      MakeCompletion(client, token, std::move(status), 0, absl::ZeroDuration(), std::move(record)));
   Post(std::move(refused));
 }
 
@@ -123,6 +127,7 @@ void SpoolWriter::Post(std::vector<SpoolCompletion> completions) {
 
 void SpoolWriter::Run() {
   std::vector<uint64_t> tokens;
+  std::vector<SpoolClient*> clients;
   std::vector<std::chrono::steady_clock::time_point> submitted;
   std::vector<SpoolRecord> records;
   std::vector<SpoolMutation> mutations;
@@ -133,6 +138,7 @@ void SpoolWriter::Run() {
     size_t batch_bytes = 0;
     uint32_t messages = 0;
     tokens.clear();
+    clients.clear();
     submitted.clear();
     records.clear();
     mutations.clear();
@@ -149,6 +155,7 @@ void SpoolWriter::Run() {
         Pending& p = pending_.front();
         batch_bytes += p.bytes;
         tokens.push_back(p.token);
+        clients.push_back(p.client);
         submitted.push_back(p.submitted);
         record_of.push_back(p.kind == Pending::kRecord ? static_cast<int>(records.size()) : -1);
         if (p.kind == Pending::kRecord) {
@@ -171,7 +178,7 @@ void SpoolWriter::Run() {
     completions.reserve(tokens.size());
     for (size_t i = 0; i < tokens.size(); ++i) {
       completions.push_back(
-          MakeCompletion(tokens[i], status, messages, absl::FromChrono(durable - submitted[i])));
+          MakeCompletion(clients[i], tokens[i], status, messages, absl::FromChrono(durable - submitted[i])));
       if (record_of[i] >= 0) completions.back().record = std::move(records[record_of[i]]);
     }
     Post(std::move(completions));

@@ -45,8 +45,19 @@
 
 namespace postern::queue {
 
+struct SpoolCompletion;
+
+// Who submitted a write. Each client gets its own completions back
+// (SpoolCompletion::client), so clients need not share one token space.
+class SpoolClient {
+ public:
+  virtual ~SpoolClient() = default;
+  virtual void OnSpoolCompletion(SpoolCompletion completion) = 0;
+};
+
 struct SpoolCompletion {
-  uint64_t token = 0;       // as given to Submit()
+  SpoolClient* client = nullptr;  // as given to Submit(); the owner routes by it
+  uint64_t token = 0;             // as given to Submit()
   absl::Status status;      // OK: durable, answer 250; else answer 452
   uint32_t batch_size = 0;  // new messages that shared this item's fsync
   absl::Duration latency;   // Submit() to durable (or failed), monotonic clock
@@ -75,7 +86,9 @@ class SpoolWriter {
   // caller's handle (e.g. a connection id) and comes back in the completion.
   // A record that fails SpoolStore::ValidateRecord completes at once with
   // kInvalidArgument (batch_size 0) and never reaches a batch.
-  void Submit(uint64_t token, SpoolRecord record) ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
+  // `client` comes back in the completion for the owner to route it.
+  void Submit(uint64_t token, SpoolRecord record, SpoolClient* client = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
 
   // Queues a change to a spooled message (delivery results, schedule,
   // removal) for the next batch, together with `records` to insert in the
@@ -83,14 +96,15 @@ class SpoolWriter {
   // shares the batch's fsync with new messages. Completes like Submit(),
   // except that a mutation with sync == false is written but durable only
   // with the next synced batch (SpoolMutation::sync).
-  void SubmitMutation(uint64_t token, SpoolMutation mutation, std::vector<SpoolRecord> records = {})
-      ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
+  void SubmitMutation(uint64_t token, SpoolMutation mutation, std::vector<SpoolRecord> records = {},
+                      SpoolClient* client = nullptr) ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
 
   // Completes (OK) once everything submitted before it is written (readable;
   // durable as far as each item asked): the scheduler reads the index only
   // behind a barrier, so no write it decided on earlier is still in flight
   // when it scans.
-  void SubmitBarrier(uint64_t token) ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
+  void SubmitBarrier(uint64_t token, SpoolClient* client = nullptr)
+      ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
 
   // Nonblocking eventfd, readable when completions are waiting. Owned by the
   // writer; valid until it is destroyed.
@@ -109,6 +123,7 @@ class SpoolWriter {
 
  private:
   struct Pending {
+    SpoolClient* client;
     uint64_t token;
     enum Kind { kRecord, kMutation, kBarrier } kind;
     SpoolRecord record;
@@ -121,7 +136,7 @@ class SpoolWriter {
   void Enqueue(Pending item) ABSL_LOCKS_EXCLUDED(mu_, done_mu_);
   // Completes `token` at once with `status` (batch_size 0), handing back
   // `record` if it was a Submit().
-  void Refuse(uint64_t token, absl::Status status, SpoolRecord record = {})
+  void Refuse(SpoolClient* client, uint64_t token, absl::Status status, SpoolRecord record = {})
       ABSL_LOCKS_EXCLUDED(done_mu_);
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   void Post(std::vector<SpoolCompletion> completions) ABSL_LOCKS_EXCLUDED(done_mu_);

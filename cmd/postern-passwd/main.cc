@@ -38,7 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "engine/user_db.h"
+#include "engine/inbound/user_db.h"
 
 namespace postern {
 namespace {

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/user_db.h"
+#include "engine/inbound/user_db.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

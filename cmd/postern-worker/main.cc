@@ -16,7 +16,7 @@
 #include "common/ipc_framing.h"
 #include "common/log.h"
 #include "common/metric_region.h"
-#include "engine/worker.h"
+#include "engine/worker/worker.h"
 #include "proto/worker_ipc.pb.h"
 
 namespace {
