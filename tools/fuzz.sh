@@ -76,12 +76,12 @@ CXXFLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer
 
 # name | fuzz source | other sources | seed corpus | extra link flags | extra libFuzzer flags
 TARGETS=(
-  "smtp_command_fuzz|engine/smtp_command_fuzz.cc|engine/smtp_command.cc|engine/testdata/smtp_command_corpus||"
-  "smtp_session_fuzz|engine/smtp_session_fuzz.cc|engine/smtp_session.cc engine/smtp_command.cc engine/data_reader.cc engine/relay_policy.cc engine/inbound_policy.cc|engine/testdata/smtp_session_corpus||"
-  "smtp_reply_fuzz|engine/smtp_reply_fuzz.cc|engine/smtp_reply.cc|engine/testdata/smtp_reply_corpus||"
-  "smtp_client_fuzz|engine/smtp_client_fuzz.cc|engine/smtp_client_session.cc engine/smtp_reply.cc|engine/testdata/smtp_client_corpus||"
+  "smtp_command_fuzz|engine/smtp/smtp_command_fuzz.cc|engine/smtp/smtp_command.cc|engine/smtp/testdata/smtp_command_corpus||"
+  "smtp_session_fuzz|engine/inbound/smtp_server_session_fuzz.cc|engine/inbound/smtp_server_session.cc engine/smtp/smtp_command.cc engine/smtp/data_reader.cc engine/inbound/relay_policy.cc engine/inbound/inbound_policy.cc|engine/inbound/testdata/smtp_server_session_corpus||"
+  "smtp_reply_fuzz|engine/smtp/smtp_reply_fuzz.cc|engine/smtp/smtp_reply.cc|engine/smtp/testdata/smtp_reply_corpus||"
+  "smtp_client_fuzz|engine/outbound/smtp_client_fuzz.cc|engine/outbound/smtp_client_session.cc engine/smtp/smtp_reply.cc|engine/outbound/testdata/smtp_client_corpus||"
   # -max_len above kMaxProxyHeaderSize (4096), so oversized headers are tried.
-  "proxy_header_fuzz|engine/proxy_header_fuzz.cc|engine/proxy_header.cc|engine/testdata/proxy_header_corpus||-max_len=5000"
+  "proxy_header_fuzz|engine/net/proxy_header_fuzz.cc|engine/net/proxy_header.cc|engine/net/testdata/proxy_header_corpus||-max_len=5000"
   "config_loader_fuzz|control/config_loader_fuzz.cc|control/config_loader.cc control/config_defaults.cc $GEN/proto/config.pb.cc|control/testdata/config_corpus|-lprotobuf -lyaml-cpp|"
 )
 
