@@ -28,7 +28,7 @@ namespace pb = ::google::protobuf;
 namespace v1 = ::postern::config::v1;
 using ::postern::config::v1::Config;
 
-// Keep in step with SPEC.md "Embedded defaults". Only what differs from
+// Keep in step with docs/CONFIG.md "Embedded defaults". Only what differs from
 // ApplyDefaults is written here; everything else comes from there.
 constexpr std::string_view kDefaultConfigYaml =
     R"yaml(# Postern's embedded defaults: what posternd runs with without --config.
@@ -515,7 +515,7 @@ void ApplyDefaults(Config* config) {
 
 absl::Status ValidateConfig(const Config& config) {
   // Sections in file order, so the first problem reported is the first one in
-  // a config file written in the SPEC.md order.
+  // a config file written in the schema's order (proto/config.proto).
   using Check = absl::Status (*)(const Config&);
   constexpr Check kChecks[] = {
       [](const Config& c) { return CheckNode(c.node()); },

@@ -2,7 +2,7 @@
 // make sense at all.
 //
 //   DefaultConfigYaml()  the YAML posternd runs with when started without
-//                        --config (SPEC.md "Embedded defaults"). It is YAML,
+//                        --config (docs/CONFIG.md "Embedded defaults"). It is YAML,
 //                        not a prebuilt message, so it goes through the same
 //                        loader and checks as any admin's file.
 //   ApplyDefaults()      fills each field the admin did not set with the

@@ -1,5 +1,5 @@
 // RetrySchedule: when a deferred message is tried again, and how long the
-// queue keeps trying before it gives up (config `delivery`, SPEC.md).
+// queue keeps trying before it gives up (config `delivery`, docs/CONFIG.md).
 //
 // The schedule is a list of steps: after the n-th failed attempt the message
 // waits steps[n-1]; past the end of the list the last step repeats (the

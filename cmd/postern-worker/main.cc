@@ -3,7 +3,7 @@
 // reads its WorkerSetup, serves until told to drain, and exits.
 //
 // Links liburing, RocksDB (and BoringSSL for TLS) but never gRPC: see
-// ARCHITECTURE.md in the repository for the OpenSSL/BoringSSL split.
+// docs/DESIGN.md ("Processes") for the OpenSSL/BoringSSL split.
 #include <sys/prctl.h>
 
 #include <csignal>

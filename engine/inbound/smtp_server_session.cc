@@ -583,7 +583,7 @@ struct SmtpServerSession::State {
       }
       return Reject(out, "502 5.5.1 Command not implemented", "not_implemented");
     }
-    // The SPEC's answer for AUTH before TLS, also on listeners that require
+    // The documented answer for AUTH before TLS, also on listeners that require
     // TLS for everything: it names the actual problem.
     if (!tls_active) {
       return Reject(out, "538 5.7.11 Encryption required for requested authentication mechanism",

@@ -87,7 +87,7 @@ struct SessionLimits {
 
 // Facts about the connection, fixed for the session's life.
 struct SessionContext {
-  // Per listener `tls:` (SPEC.md). kOffer advertises STARTTLS and accepts
+  // Per listener `tls:` (docs/CONFIG.md). kOffer advertises STARTTLS and accepts
   // plaintext; kRequire answers MAIL, RCPT, DATA, BDAT (and AUTH where the
   // listener has no AUTH) with 530 until STARTTLS; kImplicit expects
   // TlsStarted() before Start() and never offers STARTTLS (until then it

@@ -4,7 +4,7 @@
 // its completion arrives the ring calls op->OnComplete(res, flags). An IoOp
 // must stay alive until its last completion (a multishot op may complete many
 // times; the last one lacks IORING_CQE_F_MORE). Owners count their in-flight
-// ops and free themselves only at zero (engine/connection.h).
+// ops and free themselves only at zero (the owning stream or connection).
 //
 // Provided buffers: one buffer ring (group kRecvGroup) that multishot receives
 // pick from; a completion's buffer must be handed back with ReturnBuffer()

@@ -1,6 +1,6 @@
 // OutboundPolicy: the TLS policy for mail to each destination domain, from
 // the configured partners (partners[].outbound) and delivery.default_tls for
-// everyone else. Modes, as SPEC'd: none | opportunistic | require | verify |
+// everyone else. Modes (docs/CONFIG.md): none | opportunistic | require | verify |
 // pin; require, verify and pin are "enforced": without the TLS they demand,
 // nothing is sent and the recipient waits (reason tls_required).
 //

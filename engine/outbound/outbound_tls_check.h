@@ -1,5 +1,5 @@
 // OutboundTlsCheck: decides whether the TLS an outbound delivery attempt got
-// satisfies the destination's outbound TLS mode (SPEC "Outbound TLS modes"),
+// satisfies the destination's outbound TLS mode (docs/CONFIG.md, partners),
 // and if not, names the failure with its RFC 8460 (TLSRPT) result type.
 //
 // Pure: it looks only at OutboundTlsFacts (what the session established,
