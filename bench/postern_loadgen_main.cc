@@ -6,10 +6,10 @@
 // omission corrected). See bench/README.md.
 //
 // It is the engine's own client: engine::SmtpClientSession speaks SMTP,
-// engine::TlsSession on a TlsClientContext does TLS (BoringSSL, session
-// resumption from the context's cache), engine::IoRing does all I/O. One
-// thread, one ring; every connection is a small object driven by ring
-// completions. Blocking calls: resolving --target once at start, and the
+// engine::Stream moves the bytes on an engine::IoRing and runs TLS (BoringSSL,
+// session resumption from the TlsClientContext's cache). One thread, one
+// ring; every connection is a Stream plus the glue to its session, driven by
+// ring completions. Blocking calls: resolving --target once at start, and the
 // output at the end.
 //
 // Links liburing and BoringSSL, never gRPC or OpenSSL 3
@@ -45,13 +45,13 @@
 #include "bench/flag_parser.h"
 #include "bench/loadgen_message.h"
 #include "bench/loadgen_stats.h"
-#include "engine/net/method_op.h"
 #include "bench/stop_signals.h"
 #include "bench/tool_main.h"
 #include "engine/net/io_ring.h"
-#include "engine/net/ring_sender.h"
-#include "engine/outbound/smtp_client_session.h"
+#include "engine/net/method_op.h"
 #include "engine/net/socket_address.h"
+#include "engine/net/stream.h"
+#include "engine/outbound/smtp_client_session.h"
 #include "engine/tls/tls_client_context.h"
 #include "engine/tls/tls_session.h"
 
@@ -63,8 +63,9 @@ using engine::IoRing;
 using engine::MessageResult;
 using engine::SmtpClientOptions;
 using engine::SmtpClientSession;
+using engine::Stream;
+using engine::StreamEnd;
 using engine::TlsClientContext;
-using engine::TlsSession;
 
 constexpr char kUsage[] =
     "usage: postern-loadgen [flags]\n"
@@ -292,10 +293,10 @@ struct MessageTimes {
 
 class Loadgen;
 
-// One client connection. Owned by the Loadgen; Close() starts its end and the
-// Loadgen deletes it once no ring operation of it is in flight (Finished()).
-// Loop thread only.
-class Connection {
+// One client connection: a Stream and the glue to its SmtpClientSession.
+// Owned by the Loadgen; closing starts with the stream and the Loadgen
+// deletes the connection once the stream is Finished(). Loop thread only.
+class Connection : private engine::StreamHandler {
  public:
   Connection(Loadgen* lg, TlsClientContext* tls_context);
   Connection(const Connection&) = delete;
@@ -314,9 +315,9 @@ class Connection {
   // Gives up now; a message in flight fails. The end counts as a connection
   // error under `label`, unless it is empty.
   void Abort(const std::string& label);
-  void Close();
+  void Close() { stream_.Close(); }
 
-  bool Finished() const { return closing_ && inflight_ == 0 && fd_closed_; }
+  bool Finished() const { return stream_.Finished(); }
   bool idle() const { return idle_; }
   // True the first time: the connection stops counting against
   // --connections.
@@ -325,15 +326,18 @@ class Connection {
   TlsClientContext* tls_context() const { return tls_context_; }
 
  private:
-  using Op = engine::MethodOp<Connection>;
-  enum class TlsState { kOff, kHandshake, kOn };
+  // StreamHandler
+  void OnConnected(int res) override;
+  void OnStreamData(std::string_view data) override;
+  void OnStreamEnd(StreamEnd how, std::string_view detail) override;
+  void OnTlsEstablished() override;
+  void OnTlsFailed(std::string_view reason) override;
+  void OnSendFailed(int err) override;
+  void OnWireBytes(size_t n) override;
+  void OnStreamClosing() override;
+  void OnCompletionDone() override;
 
-  void OnConnect(int res, uint32_t flags);
-  void OnRecv(int res, uint32_t flags);
-  void OnSent(int res, uint32_t flags);
-  void HandleBytes(std::string_view data);
   void StartTls();
-  void HandshakeDone();
   // The handshake failed: the end of an implicit TLS connection; with
   // STARTTLS the session decides (kFailed).
   void TlsFailed(std::string_view reason);
@@ -341,22 +345,17 @@ class Connection {
   // Begins the ticket's transaction; false if the session refused it.
   bool BeginMessage();
   void FinishMessage(const std::optional<MessageResult>& result);
-  void Flush();
-  void MaybeFinish();
   void Refresh() { deadline_ns_ = NowNs() + timeout_ns_; }
   std::string ErrorLabel() const;
 
   Loadgen* lg_;
-  IoRing* ring_;
   TlsClientContext* tls_context_;  // from the Loadgen's pool; null in plain mode
   int64_t timeout_ns_;
-  int fd_ = -1;
+  Stream stream_;
   std::unique_ptr<SmtpClientSession> session_;
-  TlsState tls_state_ = TlsState::kOff;
-  std::unique_ptr<TlsSession> tls_;
   std::optional<Ticket> ticket_;
   engine::OutboundMessage message_;
-  std::string marker_;  // the first line of message_.body: finds the content in out_
+  std::string marker_;  // the first line of message_.body: finds the content in out()
   MessageTimes times_;
   bool in_message_ = false;
   bool data_end_pending_ = false;
@@ -367,22 +366,10 @@ class Connection {
   int64_t deadline_ns_ = 0;  // 0: none
   std::string lost_label_ = "closed";
 
-  std::string out_;        // session output not yet through TLS
-  std::string plaintext_;  // decrypted input, reused
-  Op connect_op_{this, &Connection::OnConnect};
-  Op recv_op_{this, &Connection::OnRecv};
-  Op send_op_{this, &Connection::OnSent};
-  engine::RingSender sender_{ring_, &send_op_};
-  int inflight_ = 0;
-  bool connected_ = false;
-  bool recv_armed_ = false;
   bool idle_ = false;
   bool counted_ = true;
   bool quitting_ = false;
   bool ended_ = false;  // the SMTP session is over; only flushing remains
-  bool close_after_flush_ = false;
-  bool closing_ = false;
-  bool fd_closed_ = false;
 };
 
 // The run: connections, the schedule, the counters.
@@ -491,122 +478,101 @@ class Loadgen {
 
 Connection::Connection(Loadgen* lg, TlsClientContext* tls_context)
     : lg_(lg),
-      ring_(lg->ring()),
       tls_context_(tls_context),
-      timeout_ns_(static_cast<int64_t>(lg->flags().timeout_s * 1e9)) {}
+      timeout_ns_(static_cast<int64_t>(lg->flags().timeout_s * 1e9)),
+      stream_(lg->ring(), this) {}
 
 void Connection::Start(Ticket ticket) {
   ticket_ = ticket;
   session_ = std::make_unique<SmtpClientSession>(lg_->session_options());
-  const engine::SocketAddress& addr = lg_->address();
-  fd_ = socket(addr.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) {
-    lg_->OnNotSent(absl::ErrnoToStatus(errno, "socket"));
+  connect_start_ns_ = NowNs();
+  Refresh();
+  if (absl::Status st = stream_.Connect(lg_->address()); !st.ok()) {
+    lg_->OnNotSent(st);
     ticket_.reset();
     lg_->CountError("connect");
-    fd_closed_ = true;
-    Close();
+    stream_.Close();
     return;
   }
   int one = 1;
-  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  connect_start_ns_ = NowNs();
-  Refresh();
-  ++inflight_;
-  ring_->Connect(fd_, reinterpret_cast<const sockaddr*>(&addr.storage), addr.length, &connect_op_);
+  setsockopt(stream_.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-void Connection::OnConnect(int res, uint32_t flags) {
-  --inflight_;
-  if (closing_) return MaybeFinish();
+void Connection::OnConnected(int res) {
   if (res < 0) {
     Abort("connect");
     lg_->OnConnectFailed();  // may stop the run: after this connection's count
     return;
   }
-  connected_ = true;
   lg_->OnConnected();
   ++lg_->totals()->connections;
   lg_->totals()->connect.Record(Micros(NowNs() - connect_start_ns_));
   Refresh();
-  recv_armed_ = true;
-  ++inflight_;
-  ring_->Recv(fd_, &recv_op_);
   if (lg_->flags().mode == Mode::kImplicit) StartTls();  // RFC 8314: TLS first
 }
 
-void Connection::OnRecv(int res, uint32_t flags) {
-  if (!(flags & IORING_CQE_F_MORE)) {
-    recv_armed_ = false;
-    --inflight_;
-  }
-  if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
-    if (!closing_ && !ended_) HandleBytes(ring_->BufferData(flags, res));
-    ring_->ReturnBuffer(flags);
-  } else if (res == 0 || (res < 0 && res != -ENOBUFS)) {
-    if (!closing_ && !ended_) {
-      if (tls_state_ == TlsState::kHandshake) {
-        TlsFailed("connection closed during the TLS handshake");
-      } else {
-        session_->ConnectionLost(res == 0 ? "connection closed by the server"
-                                          : std::strerror(-res));
-        Drive();
-      }
-    } else if (!closing_) {
-      Close();  // the server closed after our end: nothing more to read
-    }
-  }
-  // A multishot receive ends on ENOBUFS or when the kernel decides: re-arm.
-  if (!recv_armed_ && !closing_) {
-    recv_armed_ = true;
-    ++inflight_;
-    ring_->Recv(fd_, &recv_op_);
-  }
-  MaybeFinish();
+void Connection::OnWireBytes(size_t n) {
+  if (!stream_.closing() && !ended_) Refresh();
 }
 
-void Connection::HandleBytes(std::string_view data) {
-  Refresh();
-  if (tls_state_ == TlsState::kOff) {
-    session_->Receive(data);
-    Drive();
+void Connection::OnStreamData(std::string_view data) {
+  // Under TLS, reading also stores TLS 1.3 session tickets in the context's
+  // cache (the stream reads after every flight).
+  session_->Receive(data);
+  Drive();
+}
+
+void Connection::OnStreamEnd(StreamEnd how, std::string_view detail) {
+  if (ended_) {
+    stream_.Close();  // the server closed after our end: nothing more to read
     return;
   }
-  tls_->FeedCiphertext(data);
-  if (tls_state_ == TlsState::kHandshake) {
-    const TlsSession::HandshakeResult r = tls_->DoHandshake();
-    if (r == TlsSession::HandshakeResult::kWantIO) {
-      Flush();
-      return;
-    }
-    if (r == TlsSession::HandshakeResult::kFailed) {
-      TlsFailed(tls_->failure_reason());
-      return;
-    }
-    HandshakeDone();
+  switch (how) {
+    case StreamEnd::kEof:
+      session_->ConnectionLost("connection closed by the server");
+      break;
+    case StreamEnd::kTlsClosed:
+      session_->ConnectionLost("TLS connection closed");
+      break;
+    case StreamEnd::kError:
+      session_->ConnectionLost(std::string(detail));
+      break;
   }
-  // Application data, possibly in the handshake's last flight. Reading also
-  // stores TLS 1.3 session tickets in the context's cache.
-  plaintext_.clear();
-  absl::StatusOr<size_t> n = tls_->ReadPlaintext(&plaintext_);
-  if (!plaintext_.empty()) session_->Receive(plaintext_);
   Drive();
-  if (!n.ok() && !closing_ && !ended_) {
-    session_->ConnectionLost("TLS connection closed");
-    Drive();
+}
+
+void Connection::OnSendFailed(int err) {
+  // The stream closes after this.
+  if (ended_) return;
+  session_->ConnectionLost(std::strerror(-err));
+  Drive();
+}
+
+void Connection::OnCompletionDone() {
+  if (data_end_pending_ && stream_.send_idle()) {
+    // The last content octet was handed to the kernel.
+    times_.data_end_ns = NowNs();
+    data_end_pending_ = false;
   }
+  // A completion of a busy connection is progress: a large body to a slow
+  // reader (its sends) as much as a reply.
+  if (!stream_.closing() && !idle_) Refresh();
 }
 
 void Connection::StartTls() {
-  tls_ = std::make_unique<TlsSession>(tls_context_, lg_->sni());
-  tls_state_ = TlsState::kHandshake;
   tls_start_ns_ = NowNs();
-  const TlsSession::HandshakeResult r = tls_->DoHandshake();  // the ClientHello
-  if (r == TlsSession::HandshakeResult::kFailed) {
-    TlsFailed(tls_->failure_reason());
+  stream_.StartTlsClient(tls_context_, lg_->sni());  // the ClientHello goes out
+}
+
+void Connection::OnTlsFailed(std::string_view reason) {
+  if (stream_.closing()) return;
+  if (ended_) {
+    // The server closed after the session failed: nothing more to read.
+    if (reason == engine::kTlsEofReason) stream_.Close();
     return;
   }
-  Flush();
+  TlsFailed(reason == engine::kTlsEofReason ? "connection closed during the TLS handshake"
+                                            : reason);
 }
 
 void Connection::TlsFailed(std::string_view reason) {
@@ -618,33 +584,34 @@ void Connection::TlsFailed(std::string_view reason) {
   Drive();
 }
 
-void Connection::HandshakeDone() {
-  tls_state_ = TlsState::kOn;
+void Connection::OnTlsEstablished() {
   LoadgenTotals* t = lg_->totals();
   ++t->tls_handshakes;
-  if (tls_->resumed()) ++t->resumed_sessions;
+  if (stream_.tls()->resumed()) ++t->resumed_sessions;
   t->tls_handshake.Record(Micros(NowNs() - tls_start_ns_));
   // Implicit TLS: the session never saw STARTTLS; the greeting comes next.
-  if (lg_->flags().mode == Mode::kStartTls) session_->TlsStarted(&out_);
+  if (lg_->flags().mode == Mode::kStartTls) session_->TlsStarted(stream_.out());
+  Drive();
 }
 
 void Connection::Drive() {
-  while (!closing_ && !ended_) {
-    const size_t before = out_.size();
-    const SmtpClientSession::Event e = session_->Process(&out_);
-    if (in_message_ && times_.data_start_ns == 0 && out_.size() > before &&
-        std::string_view(out_).substr(before).find(marker_) != std::string_view::npos) {
+  while (!stream_.closing() && !ended_) {
+    std::string* out = stream_.out();
+    const size_t before = out->size();
+    const SmtpClientSession::Event e = session_->Process(out);
+    if (in_message_ && times_.data_start_ns == 0 && out->size() > before &&
+        std::string_view(*out).substr(before).find(marker_) != std::string_view::npos) {
       // The content went out: after the 354, or as BDAT once RCPT was answered.
       times_.data_start_ns = NowNs();
       data_end_pending_ = true;
     }
     switch (e) {
       case SmtpClientSession::Event::kNeedInput:
-        Flush();
+        stream_.Flush();
         return;
       case SmtpClientSession::Event::kStartTls:
-        Flush();  // the plaintext before the handshake
-        if (tls_state_ == TlsState::kOff) StartTls();
+        stream_.Flush();  // the plaintext before the handshake
+        if (!stream_.tls_started()) StartTls();
         return;
       case SmtpClientSession::Event::kReady:
         if (ticket_ && !in_message_) {
@@ -654,7 +621,7 @@ void Connection::Drive() {
         if (lg_->OnReady(this)) continue;
         idle_ = true;
         deadline_ns_ = 0;
-        Flush();
+        stream_.Flush();
         return;
       case SmtpClientSession::Event::kMessageDone:
         FinishMessage(session_->TakeResult());
@@ -673,9 +640,7 @@ void Connection::Drive() {
         if (!orderly) lg_->CountError(ErrorLabel());
         ended_ = true;
         lg_->Deactivate(this);
-        if (tls_state_ == TlsState::kOn) tls_->Shutdown();
-        close_after_flush_ = true;
-        Flush();
+        stream_.CloseAfterFlush();  // TLS: close_notify first
         return;
       }
     }
@@ -688,7 +653,7 @@ bool Connection::BeginMessage() {
   times_ = MessageTimes{};
   times_.intended_ns = ticket_->intended_ns;
   times_.mail_ns = NowNs();
-  absl::Status st = session_->StartMessage(message_, &out_);
+  absl::Status st = session_->StartMessage(message_, stream_.out());
   if (!st.ok()) {
     lg_->OnNotSent(st);
     ticket_.reset();
@@ -724,23 +689,23 @@ void Connection::Assign(Ticket ticket) {
 }
 
 void Connection::Quit() {
-  if (closing_ || ended_ || quitting_) return;
-  if (session_->Quit(&out_).ok()) {
+  if (stream_.closing() || ended_ || quitting_) return;
+  if (session_->Quit(stream_.out()).ok()) {
     quitting_ = true;
     idle_ = false;
     lg_->Deactivate(this);
     Refresh();
-    Flush();
+    stream_.Flush();
     return;
   }
   Abort("quit");
 }
 
 void Connection::Tick(int64_t now) {
-  if (closing_ || deadline_ns_ == 0 || now < deadline_ns_) return;
-  if (!connected_) {
+  if (stream_.closing() || deadline_ns_ == 0 || now < deadline_ns_) return;
+  if (!stream_.connected()) {
     Abort("connect_timeout");
-  } else if (tls_state_ == TlsState::kHandshake || ended_) {
+  } else if (stream_.tls_handshaking() || ended_) {
     Abort("timeout");
   } else {
     lost_label_ = "timeout";
@@ -750,7 +715,7 @@ void Connection::Tick(int64_t now) {
 }
 
 void Connection::Abort(const std::string& label) {
-  if (closing_) return;
+  if (stream_.closing()) return;
   if (in_message_) {
     ++lg_->totals()->failed;
     in_message_ = false;
@@ -783,74 +748,10 @@ std::string Connection::ErrorLabel() const {
   return "other";
 }
 
-void Connection::Flush() {
-  if (closing_) return;
-  if (!out_.empty()) {
-    if (tls_state_ == TlsState::kOn) {
-      if (!tls_->WritePlaintext(out_).ok()) close_after_flush_ = true;
-      out_.clear();
-    } else if (tls_state_ == TlsState::kOff) {
-      sender_.pending()->append(out_);
-      out_.clear();
-    }
-    // During the handshake nothing is written; EHLO waits in out_.
-  }
-  if (tls_) tls_->TakeCiphertext(sender_.pending());
-  if (sender_.Send(fd_)) {
-    ++inflight_;
-    return;
-  }
-  if (!sender_.idle()) return;  // a send is in flight
-  if (data_end_pending_) {
-    times_.data_end_ns = NowNs();
-    data_end_pending_ = false;
-  }
-  if (close_after_flush_) Close();
-}
-
-void Connection::OnSent(int res, uint32_t flags) {
-  --inflight_;
-  const bool rest_sent = sender_.OnSent(fd_, res, /*resend=*/!closing_);
-  if (closing_) return MaybeFinish();
-  if (res < 0) {
-    if (!ended_) {
-      session_->ConnectionLost(std::strerror(-res));
-      Drive();
-    }
-    Close();
-    MaybeFinish();
-    return;
-  }
-  if (!idle_) Refresh();  // a large body to a slow reader is progress too
-  if (rest_sent) {
-    ++inflight_;
-    return;
-  }
-  Flush();
-  MaybeFinish();
-}
-
-void Connection::Close() {
-  if (closing_) return;
-  closing_ = true;
+void Connection::OnStreamClosing() {
   idle_ = false;
   lg_->Deactivate(this);
-  if (recv_armed_) ring_->Cancel(&recv_op_);
-  if (fd_ >= 0 && !fd_closed_) {
-    if (connected_) {
-      shutdown(fd_, SHUT_RDWR);
-    } else if (inflight_ > 0) {
-      ring_->Cancel(&connect_op_);
-    }
-  }
   lg_->OnClosing(this);
-  MaybeFinish();
-}
-
-void Connection::MaybeFinish() {
-  if (!closing_ || inflight_ != 0 || fd_closed_) return;
-  ring_->Close(fd_);
-  fd_closed_ = true;
 }
 
 // --- Loadgen ---

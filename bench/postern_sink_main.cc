@@ -3,12 +3,13 @@
 // of integration tests of outbound delivery (it can hide extensions, refuse
 // with chosen replies, cap TLS at 1.2, answer slowly). See bench/README.md.
 //
-// One thread, one io_uring (engine::IoRing): every connection is a small
-// object driven by ring completions (receive, send, the --delay-ms timer);
-// TLS is engine::TlsSession on BoringSSL in memory. The loop makes no
-// blocking calls except two bounded file writes: the --jsonl lines, buffered
-// in memory and written once a second and at exit (a stdio buffer of 1 MiB;
-// it is also written when full), and the --stats file once a second.
+// One thread, one io_uring (engine::IoRing): every connection is an
+// engine::Stream (the socket, its sends and receives, TLS on BoringSSL in
+// memory) plus the glue to its SinkSession and the --delay-ms timer. The
+// loop makes no blocking calls except two bounded file writes: the --jsonl
+// lines, buffered in memory and written once a second and at exit (a stdio
+// buffer of 1 MiB; it is also written when full), and the --stats file once
+// a second.
 //
 // Links liburing and BoringSSL, never gRPC or OpenSSL 3 (tests/test_sink.py
 // checks the binary, as tests/test_link_separation.py does for the worker).
@@ -39,13 +40,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "bench/flag_parser.h"
-#include "engine/net/method_op.h"
 #include "bench/sink_session.h"
 #include "bench/stop_signals.h"
 #include "bench/tool_main.h"
 #include "engine/net/io_ring.h"
-#include "engine/net/ring_sender.h"
+#include "engine/net/method_op.h"
 #include "engine/net/socket_address.h"
+#include "engine/net/stream.h"
 #include "engine/tls/tls_server_context.h"
 #include "engine/tls/tls_session.h"
 
@@ -54,6 +55,8 @@ namespace {
 
 using engine::IoOp;
 using engine::IoRing;
+using engine::Stream;
+using engine::StreamEnd;
 using engine::TlsServerContext;
 using engine::TlsSession;
 
@@ -201,23 +204,13 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
   return flags;
 }
 
-// The SNI of the handshake being advanced right now. TlsSession does not
-// expose its SSL*, so the servername callback writes to whichever connection
-// is inside DoHandshake(); single-threaded, so that is unambiguous.
-std::string* g_sni_target = nullptr;
-
-int OnServerName(SSL* ssl, int* alert, void* arg) {
-  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-  if (name != nullptr && g_sni_target != nullptr) *g_sni_target = name;
-  return SSL_TLSEXT_ERR_OK;
-}
-
 class Sink;
 
-// One accepted socket. Owned by the Sink; Close() starts shutdown and the
-// sink deletes the object once no ring operation of it is in flight
-// (Finished()), so no completion reaches freed memory. Loop thread only.
-class Connection {
+// One accepted socket: a Stream and the glue to its SinkSession. Owned by
+// the Sink; closing starts with the stream and the sink deletes the object
+// once the stream is Finished() (the --delay-ms timer counted in), so no
+// completion reaches freed memory. Loop thread only.
+class Connection : private engine::StreamHandler {
  public:
   Connection(Sink* sink, int fd);
   Connection(const Connection&) = delete;
@@ -229,45 +222,34 @@ class Connection {
   // Stopping after --max-messages: no new transactions.
   void SetDraining() { session_.SetDraining(); }
   // Gives up on the peer: close now.
-  void Close();
-  bool Finished() const { return closing_ && inflight_ == 0 && fd_closed_; }
+  void Close() { stream_.Close(); }
+  bool Finished() const { return stream_.Finished(); }
 
  private:
   using Op = engine::MethodOp<Connection>;
-  enum class Tls { kOff, kHandshake, kOn };
 
-  void OnRecv(int res, uint32_t flags);
-  void OnSent(int res, uint32_t flags);
+  // StreamHandler
+  void OnStreamData(std::string_view data) override;
+  void OnStreamEnd(StreamEnd how, std::string_view detail) override;
+  void OnTlsEstablished() override;
+  void OnTlsFailed(std::string_view reason) override;
+  void OnWireBytes(size_t n) override;
+  void OnStreamClosing() override;
+
   void OnTimer(int res, uint32_t flags);
-  void HandleWireBytes(std::string_view data);
-  void HandleCiphertext(std::string_view data);
-  void StartTls();
   void Drive();
-  void Flush();
-  void MaybeFinish();
 
   Sink* sink_;
   IoRing* ring_;
-  int fd_;
   SinkSession session_;
-  Tls tls_state_ = Tls::kOff;
-  std::unique_ptr<TlsSession> tls_;
-  std::string sni_;
-  std::string plaintext_;    // decrypted input, reused
-  std::string out_pending_;  // replies not yet through TLS
-  Op recv_op_{this, &Connection::OnRecv};
-  Op send_op_{this, &Connection::OnSent};
+  Stream stream_;
   Op timer_op_{this, &Connection::OnTimer};
-  engine::RingSender sender_{ring_, &send_op_};
   __kernel_timespec delay_ts_{};
-  int inflight_ = 0;  // ring operations that will still complete
-  bool recv_armed_ = false;
   bool timer_armed_ = false;
   bool delaying_ = false;  // the end-of-data reply waits for the timer
-  bool close_after_flush_ = false;
-  bool tls_shutdown_sent_ = false;
-  bool closing_ = false;
-  bool fd_closed_ = false;
+  // A failed handshake is counted once: the peer's EOF after our alert is
+  // reported as a failure too.
+  bool handshake_failed_ = false;
 };
 
 // The listeners, the connections, the counters and the output files.
@@ -352,92 +334,48 @@ class Sink {
 // --- Connection ---
 
 Connection::Connection(Sink* sink, int fd)
-    : sink_(sink), ring_(sink->ring()), fd_(fd), session_(sink->options()) {}
+    : sink_(sink), ring_(sink->ring()), session_(sink->options()), stream_(ring_, this, fd) {}
 
 void Connection::Start() {
-  ring_->Recv(fd_, &recv_op_);
-  recv_armed_ = true;
-  ++inflight_;
+  stream_.StartReading();
   if (sink_->implicit_tls()) {
-    StartTls();  // RFC 8314: the greeting follows inside TLS
+    stream_.StartTlsServer(sink_->tls());  // RFC 8314: the greeting follows inside TLS
     return;
   }
-  session_.Start(&out_pending_);
+  session_.Start(stream_.out());
   Drive();
 }
 
-void Connection::StartTls() {
-  tls_ = std::make_unique<TlsSession>(sink_->tls());
-  tls_state_ = Tls::kHandshake;
-}
+void Connection::OnWireBytes(size_t n) { sink_->CountReceived(n); }
 
-void Connection::OnRecv(int res, uint32_t flags) {
-  if (!(flags & IORING_CQE_F_MORE)) {
-    recv_armed_ = false;
-    --inflight_;
-  }
-  if (res > 0) {
-    if (flags & IORING_CQE_F_BUFFER) {
-      if (!closing_ && !close_after_flush_) HandleWireBytes(ring_->BufferData(flags, res));
-      ring_->ReturnBuffer(flags);
-    }
-    sink_->CountReceived(static_cast<uint64_t>(res));
-  } else if (res != -ENOBUFS) {  // EOF, error, or cancelled
-    if (tls_state_ == Tls::kHandshake && !closing_) sink_->CountHandshake(false);
-    Close();
-  }
-  // A multishot receive ends on ENOBUFS or when the kernel decides: re-arm.
-  if (!recv_armed_ && !closing_) {
-    ring_->Recv(fd_, &recv_op_);
-    recv_armed_ = true;
-    ++inflight_;
-  }
-  MaybeFinish();
-}
-
-void Connection::HandleWireBytes(std::string_view data) {
-  if (tls_state_ != Tls::kOff) {
-    HandleCiphertext(data);
-    return;
-  }
+void Connection::OnStreamData(std::string_view data) {
   session_.Receive(data);
   Drive();
 }
 
-void Connection::HandleCiphertext(std::string_view data) {
-  tls_->FeedCiphertext(data);
-  if (tls_state_ == Tls::kHandshake) {
-    g_sni_target = &sni_;
-    TlsSession::HandshakeResult r = tls_->DoHandshake();
-    g_sni_target = nullptr;
-    if (r == TlsSession::HandshakeResult::kFailed) {
-      sink_->CountHandshake(false);
-      tls_->TakeCiphertext(sender_.pending());  // the alert
-      tls_shutdown_sent_ = true;
-      close_after_flush_ = true;
-      Flush();
-      return;
-    }
-    if (r == TlsSession::HandshakeResult::kWantIO) {
-      Flush();
-      return;
-    }
-    tls_state_ = Tls::kOn;
-    sink_->CountHandshake(true);
-    session_.TlsStarted(SinkTlsInfo{tls_->version(), tls_->cipher(), sni_});
-    if (sink_->implicit_tls()) session_.Start(&out_pending_);
-  }
-  // Application data, possibly already in the handshake's last flight.
-  plaintext_.clear();
-  absl::StatusOr<size_t> n = tls_->ReadPlaintext(&plaintext_);
-  if (!plaintext_.empty()) session_.Receive(plaintext_);
-  if (!n.ok()) close_after_flush_ = true;  // close_notify or a fatal error
+void Connection::OnStreamEnd(StreamEnd how, std::string_view detail) {
+  // Nothing more will come: the replies to what did (a delayed one
+  // included) go out, then the connection closes (Drive()).
   Drive();
 }
 
+void Connection::OnTlsEstablished() {
+  sink_->CountHandshake(true);
+  TlsSession* tls = stream_.tls();
+  session_.TlsStarted(SinkTlsInfo{tls->version(), tls->cipher(), tls->server_name()});
+  if (sink_->implicit_tls()) session_.Start(stream_.out());
+  Drive();
+}
+
+void Connection::OnTlsFailed(std::string_view reason) {
+  // The stream sends the alert (if any) and closes.
+  if (!std::exchange(handshake_failed_, true)) sink_->CountHandshake(false);
+}
+
 void Connection::Drive() {
-  while (!closing_ && !delaying_) {
-    SinkSession::Event ev = session_.Process(&out_pending_);
+  bool close = false;
+  while (!stream_.closing() && !delaying_) {
+    SinkSession::Event ev = session_.Process(stream_.out());
     if (ev == SinkSession::Event::kMessage) {
       sink_->Record(session_.message(), session_.message_accepted());
       if (sink_->delay_ms() > 0) {
@@ -445,108 +383,62 @@ void Connection::Drive() {
         delay_ts_.tv_sec = sink_->delay_ms() / 1000;
         delay_ts_.tv_nsec = (sink_->delay_ms() % 1000) * 1000000;
         ring_->Timeout(&delay_ts_, &timer_op_);
+        stream_.Enter();  // Finished() waits for the timer
         timer_armed_ = true;
         delaying_ = true;
-        ++inflight_;
         break;
       }
-      session_.FinishMessage(&out_pending_);
+      session_.FinishMessage(stream_.out());
       continue;
     }
-    if (ev == SinkSession::Event::kStartTls && tls_state_ == Tls::kOff) {
+    if (ev == SinkSession::Event::kStartTls && !stream_.tls_started()) {
       // The 220 goes out in plaintext; everything after it is TLS.
-      sender_.pending()->append(out_pending_);
-      out_pending_.clear();
-      StartTls();
+      stream_.Flush();
+      stream_.StartTlsServer(sink_->tls());
     } else if (ev == SinkSession::Event::kClose) {
-      close_after_flush_ = true;
+      close = true;
     }
     break;
   }
-  Flush();
+  if (stream_.closing()) return;
+  // After the peer's end of input, once no reply is owed (a delayed one),
+  // the replies go out and the connection closes.
+  if (close || (stream_.input_ended() && !delaying_)) {
+    stream_.CloseAfterFlush();
+  } else {
+    stream_.Flush();
+  }
 }
 
 void Connection::OnTimer(int res, uint32_t flags) {
   timer_armed_ = false;
-  --inflight_;
-  if (!closing_ && delaying_) {
+  if (!stream_.closing() && delaying_) {
     delaying_ = false;
-    session_.FinishMessage(&out_pending_);
+    session_.FinishMessage(stream_.out());
     Drive();
   }
-  MaybeFinish();
+  stream_.Leave();  // last: the stream may finish here
 }
 
 void Connection::Shutdown() {
-  if (closing_) return;
-  if (tls_state_ == Tls::kHandshake) {
-    Close();
+  if (stream_.closing()) return;
+  if (stream_.tls_handshaking()) {
+    stream_.Close();
     return;
   }
   if (delaying_) {
     // The client is owed the reply to a recorded message before the 421.
     delaying_ = false;
     ring_->Cancel(&timer_op_);
-    session_.FinishMessage(&out_pending_);
+    session_.FinishMessage(stream_.out());
   }
-  session_.Shutdown(&out_pending_);
-  close_after_flush_ = true;
-  Flush();
+  session_.Shutdown(stream_.out());
+  stream_.CloseAfterFlush();
 }
 
-void Connection::Flush() {
-  if (closing_) return;
-  if (!out_pending_.empty()) {
-    if (tls_state_ == Tls::kOn) {
-      if (!tls_->WritePlaintext(out_pending_).ok()) close_after_flush_ = true;
-      out_pending_.clear();
-    } else if (tls_state_ == Tls::kOff) {
-      sender_.pending()->append(out_pending_);
-      out_pending_.clear();
-    }
-  }
-  if (tls_state_ == Tls::kOn && close_after_flush_ && !tls_shutdown_sent_) {
-    tls_shutdown_sent_ = true;
-    tls_->Shutdown();
-  }
-  if (tls_) tls_->TakeCiphertext(sender_.pending());
-  if (sender_.Send(fd_)) {
-    ++inflight_;
-  } else if (sender_.idle() && close_after_flush_) {
-    Close();
-  }
-}
-
-void Connection::OnSent(int res, uint32_t flags) {
-  --inflight_;
-  if (sender_.OnSent(fd_, res, /*resend=*/!closing_)) {
-    ++inflight_;  // the rest of a short send
-    return;
-  }
-  if (closing_ || res < 0) {
-    Close();
-    MaybeFinish();
-    return;
-  }
-  Flush();
-  MaybeFinish();
-}
-
-void Connection::Close() {
-  if (closing_) return;
-  closing_ = true;
-  if (recv_armed_) ring_->Cancel(&recv_op_);
+void Connection::OnStreamClosing() {
   if (timer_armed_) ring_->Cancel(&timer_op_);
-  // Fails a send stuck on a peer that does not read.
-  shutdown(fd_, SHUT_RDWR);
   sink_->ConnectionClosing(this);
-  MaybeFinish();
-}
-
-void Connection::MaybeFinish() {
-  if (!closing_ || inflight_ != 0 || fd_closed_) return;
-  ring_->Close(fd_);
-  fd_closed_ = true;
 }
 
 // --- Sink ---
@@ -584,7 +476,6 @@ absl::Status Sink::Init() {
     if (flags_.tls_max == "1.2" && !SSL_CTX_set_max_proto_version(tls_->get(), TLS1_2_VERSION)) {
       return absl::InternalError("SSL_CTX_set_max_proto_version");
     }
-    SSL_CTX_set_tlsext_servername_callback(tls_->get(), &OnServerName);
   }
 
   if (!flags_.jsonl.empty()) {

@@ -122,13 +122,20 @@ class Stream {
 
   // Owner's own ring operations for this connection, counted by the gate.
   void Enter() { ++inflight_; }
-  void Leave() { --inflight_; MaybeFinish(); }
+  void Leave() {
+    --inflight_;
+    MaybeFinish();
+  }
 
   int fd() const { return fd_; }
   bool connected() const { return connected_; }
   bool closing() const { return closing_; }
   bool close_pending() const { return close_after_flush_; }
   bool input_ended() const { return input_ended_; }
+  // No send queued or in flight: the kernel took every byte Flush() put on
+  // the wire (plaintext held in out() during a handshake aside). Checked
+  // from OnCompletionDone(), it times when the owner's last bytes left.
+  bool send_idle() const { return sender_.idle(); }
   // TLS state: none started, handshaking, or established.
   bool tls_started() const { return tls_ != nullptr; }
   bool tls_handshaking() const { return tls_ != nullptr && !tls_on_; }

@@ -265,6 +265,11 @@ int TlsSession::cipher_alg_bits() const {
 
 bool TlsSession::resumed() const { return handshake_done() && SSL_session_reused(ssl_.get()); }
 
+std::string TlsSession::server_name() const {
+  const char* name = ssl_ ? SSL_get_servername(ssl_.get(), TLSEXT_NAMETYPE_host_name) : nullptr;
+  return name != nullptr ? name : "";
+}
+
 std::optional<PeerCertificate> TlsSession::peer_certificate() const {
   if (!handshake_done()) return std::nullopt;
   const STACK_OF(CRYPTO_BUFFER)* chain = SSL_get0_peer_certificates(ssl_.get());

@@ -117,6 +117,9 @@ class TlsSession {
   int cipher_bits() const;      // effective strength in bits
   int cipher_alg_bits() const;  // the cipher's key size in bits
   bool resumed() const;
+  // The name the client sent as SNI ("" if none): on a server, valid once
+  // the ClientHello was read; on a client, the name it sends.
+  std::string server_name() const;
   // The peer's leaf: on a server the client's certificate, if it sent one
   // (only when the context requests them); on a client the server's. On
   // resumption, the one from the original session.

@@ -279,6 +279,24 @@ TEST(TlsSessionTest, InfoIsEmptyBeforeHandshake) {
   EXPECT_FALSE(s.HasCiphertext());
 }
 
+// The SNI the client sent, read after the handshake (postern-sink records
+// it); none sent: "".
+TEST(TlsSessionTest, ServerNameIsTheClientsSni) {
+  auto ctx = MakeServer({});
+  auto client_ctx = MakeClientCtx({});
+  TlsSession server(ctx.get());
+  TestClient client(client_ctx.get());
+  ASSERT_TRUE(SSL_set_tlsext_host_name(client.ssl(), "mx.rcpt.test"));
+  EXPECT_EQ(server.server_name(), "");
+  int client_state = 0;
+  ASSERT_EQ(Pump(server, client, &client_state), TlsSession::HandshakeResult::kDone);
+  EXPECT_EQ(server.server_name(), "mx.rcpt.test");
+
+  Connection none = Connect(ctx.get(), client_ctx.get());
+  ExpectEstablished(none);
+  EXPECT_EQ(none.server->server_name(), "");
+}
+
 void ExchangeData(uint16_t client_max_version) {
   auto ctx = MakeServer({});
   auto client_ctx = MakeClientCtx({.max_version = client_max_version});
