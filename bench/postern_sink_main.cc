@@ -247,9 +247,6 @@ class Connection : private engine::StreamHandler {
   __kernel_timespec delay_ts_{};
   bool timer_armed_ = false;
   bool delaying_ = false;  // the end-of-data reply waits for the timer
-  // A failed handshake is counted once: the peer's EOF after our alert is
-  // reported as a failure too.
-  bool handshake_failed_ = false;
 };
 
 // The listeners, the connections, the counters and the output files.
@@ -369,7 +366,7 @@ void Connection::OnTlsEstablished() {
 
 void Connection::OnTlsFailed(std::string_view reason) {
   // The stream sends the alert (if any) and closes.
-  if (!std::exchange(handshake_failed_, true)) sink_->CountHandshake(false);
+  sink_->CountHandshake(false);
 }
 
 void Connection::Drive() {

@@ -119,6 +119,7 @@ void Stream::StartTlsClient(TlsClientContext* ctx, std::string_view host) {
   tls_ = std::make_unique<TlsSession>(ctx, host);
   tls_on_ = false;
   if (tls_->DoHandshake() == TlsSession::HandshakeResult::kFailed) {  // the ClientHello
+    input_ended_ = true;
     handler_->OnTlsFailed(tls_->failure_reason());
     if (!closing_) CloseAfterFlush();
     return;
@@ -135,8 +136,10 @@ void Stream::HandleCiphertext(std::string_view data) {
       return;
     }
     if (r == TlsSession::HandshakeResult::kFailed) {
-      // The alert goes out, then the socket closes.
+      // The alert goes out, then the socket closes; nothing more is read,
+      // so the failure is reported once.
       tls_shutdown_sent_ = true;
+      input_ended_ = true;
       handler_->OnTlsFailed(tls_->failure_reason());
       if (!closing_) CloseAfterFlush();
       return;

@@ -51,9 +51,9 @@ class TlsClientContext;
 
 // How the peer's input ended.
 enum class StreamEnd {
-  kEof,        // orderly EOF on the socket
+  kEof,        // EOF on the socket (inside TLS too: SMTP's QUIT makes truncation moot)
   kTlsClosed,  // TLS close_notify
-  kError,      // a socket error, a fatal TLS error, or EOF inside TLS without close_notify
+  kError,      // a socket error or a fatal TLS error
 };
 
 // OnTlsFailed()'s reason when the input ended during the handshake.
