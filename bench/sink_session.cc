@@ -14,6 +14,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/absl_compat.h"
+#include "common/json_string.h"
 #include "engine/smtp/smtp_command.h"
 
 namespace postern::bench {
@@ -25,9 +27,6 @@ using Verb = SmtpCommand::Verb;
 constexpr std::string_view kDefaultMailReply = "250 2.1.0 Ok";
 constexpr std::string_view kDefaultRcptReply = "250 2.1.5 Ok";
 constexpr std::string_view kDefaultDataReply = "250 2.0.0 Ok: queued";
-
-// Debian's absl::string_view is not std::string_view.
-absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 bool IsDigits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -49,60 +48,6 @@ bool ParseBdatArgument(std::string_view argument, uint64_t* size, bool* last) {
   while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
   *last = absl::EqualsIgnoreCase(Absl(rest), "LAST");
   return *last;
-}
-
-// Length of the well-formed UTF-8 sequence at s[i] (no overlongs, surrogates
-// or code points above U+10FFFF), or 0.
-size_t Utf8SequenceLength(std::string_view s, size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  size_t n = 0;
-  uint32_t min = 0;
-  uint32_t cp = 0;
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2, min = 0x80, cp = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3, min = 0x800, cp = c & 0x0F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4, min = 0x10000, cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; ++k) {
-    const auto cc = static_cast<unsigned char>(s[i + k]);
-    if ((cc & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (cc & 0x3F);
-  }
-  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return n;
-}
-
-void AppendJsonString(std::string_view s, std::string* out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out->push_back('"');
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(static_cast<char>(c));
-      ++i;
-    } else if (c < 0x20 || c == 0x7F) {
-      out->append("\\u00");
-      out->push_back(kHex[c >> 4]);
-      out->push_back(kHex[c & 0xF]);
-      ++i;
-    } else if (c < 0x80) {
-      out->push_back(static_cast<char>(c));
-      ++i;
-    } else if (size_t n = Utf8SequenceLength(s, i); n > 0) {
-      out->append(s.substr(i, n));
-      i += n;
-    } else {
-      out->append("\xEF\xBF\xBD");  // U+FFFD: every line stays valid JSON
-      ++i;
-    }
-  }
-  out->push_back('"');
 }
 
 void AppendParams(const EsmtpParams& params, std::string* out) {
@@ -263,7 +208,7 @@ void SinkSession::HandleLine(std::string_view line, std::string* out) {
   absl::StatusOr<SmtpCommand> parsed = engine::ParseSmtpCommand(line);
   if (!parsed.ok()) {
     const absl::string_view reply = parsed.status().message();
-    Reply(out, std::string_view(reply.data(), reply.size()));
+    Reply(out, Std(reply));
     return;
   }
   SmtpCommand& cmd = *parsed;

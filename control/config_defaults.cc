@@ -11,12 +11,12 @@
 #include <string_view>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "common/quote.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/message.h"
@@ -60,16 +60,6 @@ std::string HostName() {
 
 // ---------------------------------------------------------------------------
 // Value syntax checks. Each returns true for a well-formed value.
-
-// Quotes a value for an error message; escapes bytes so that a hostile or
-// binary config cannot put control characters on the admin's terminal.
-std::string Quote(absl::string_view s) {
-  constexpr size_t kMax = 80;
-  std::string out = absl::StrCat("\"", absl::CHexEscape(s.substr(0, kMax)));
-  if (s.size() > kMax) out += "...";
-  out += "\"";
-  return out;
-}
 
 absl::Status Invalid(absl::string_view path, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(path, ": ", problem));

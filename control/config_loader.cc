@@ -23,12 +23,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "common/quote.h"
+#include "common/utf8.h"
 #include "control/config_defaults.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/duration.pb.h"
@@ -44,16 +45,6 @@ using ::postern::config::v1::Config;
 constexpr size_t kMaxConfigFileBytes = 16 << 20;
 // google.protobuf.Duration's documented range: +-10000 years.
 constexpr int64_t kMaxDurationSeconds = 315'576'000'000;
-
-// Quotes a value for an error message; escapes bytes so that a hostile or
-// binary config cannot put control characters on the admin's terminal.
-std::string Quote(absl::string_view s) {
-  constexpr size_t kMax = 80;
-  std::string out = absl::StrCat("\"", absl::CHexEscape(s.substr(0, kMax)));
-  if (s.size() > kMax) out += "...";
-  out += "\"";
-  return out;
-}
 
 // ---------------------------------------------------------------------------
 // The YAML document as a small tree of our own, built from yaml-cpp's parser
@@ -198,43 +189,6 @@ std::string KeyForPath(absl::string_view key) {
 // the problem alone; the caller adds where it was found.
 
 absl::Status Problem(absl::string_view problem) { return absl::InvalidArgumentError(problem); }
-
-// proto3 string fields must hold UTF-8, or the config fails to parse on the
-// far side of every process boundary it crosses as a protobuf.
-bool IsValidUtf8(absl::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t len = 0;
-    uint32_t cp = 0;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (s.size() - i < len) return false;
-    for (size_t k = 1; k < len; ++k) {
-      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    // Overlong forms, UTF-16 surrogates and values past U+10FFFF are invalid.
-    static constexpr uint32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMinForLength[len] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) return false;
-    i += len;
-  }
-  return true;
-}
 
 bool AllDigits(absl::string_view s) {
   if (s.empty()) return false;
@@ -552,6 +506,8 @@ class YamlToProto {
 
     switch (field->cpp_type()) {
       case pb::FieldDescriptor::CPPTYPE_STRING:
+        // proto3 string fields must hold UTF-8, or the config fails to parse
+        // on the far side of every process boundary it crosses as a protobuf.
         if (field->type() == pb::FieldDescriptor::TYPE_STRING && !IsValidUtf8(text)) {
           return Error(mark, path, absl::StrCat(Quote(text), " is not valid UTF-8"));
         }

@@ -9,6 +9,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/absl_compat.h"
+#include "common/proto_time.h"
+#include "common/utf8.h"
 #include "google/protobuf/timestamp.pb.h"
 
 namespace postern::queue {
@@ -24,47 +27,6 @@ constexpr size_t kMaxBoundaryId = 40;
 bool IsAscii(std::string_view s) {
   return std::all_of(s.begin(), s.end(),
                      [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-}
-
-// Length of the well-formed UTF-8 sequence at s[i] (RFC 3629: no overlong
-// forms, no surrogates, nothing past U+10FFFF), 0 if there is none.
-size_t Utf8SequenceLength(std::string_view s, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  size_t n;
-  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (size_t k = 2; k < n; ++k) {
-    if ((byte(i + k) & 0xC0) != 0x80) return 0;
-  }
-  return n;
-}
-
-bool IsUtf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    if (static_cast<unsigned char>(s[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    const size_t n = Utf8SequenceLength(s, i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
 }
 
 bool HasControl(std::string_view s) {
@@ -142,14 +104,10 @@ bool XtextDecode(std::string_view in, std::string* out) {
 std::string DecodeXtextForReport(std::string_view xtext, bool utf8_ok) {
   std::string decoded;
   if (XtextDecode(xtext, &decoded) && !HasControl(decoded) &&
-      (IsAscii(decoded) || (utf8_ok && IsUtf8(decoded)))) {
+      (IsAscii(decoded) || (utf8_ok && IsValidUtf8(decoded)))) {
     return decoded;
   }
   return Clean(xtext, /*utf8_ok=*/false);
-}
-
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
 }
 
 // RFC 5322 3.3 date-time in UTC. Names come from tables, not strftime, so
@@ -168,9 +126,8 @@ std::string Rfc5322Date(absl::Time t) {
 // character boundary) so that no line can pass 998 octets.
 std::vector<std::string_view> Words(std::string_view text) {
   std::vector<std::string_view> words;
-  for (absl::string_view w :
-       absl::StrSplit(absl::string_view(text.data(), text.size()), ' ', absl::SkipEmpty())) {
-    std::string_view word(w.data(), w.size());
+  for (absl::string_view w : absl::StrSplit(Absl(text), ' ', absl::SkipEmpty())) {
+    std::string_view word = Std(w);
     while (word.size() > kMaxWord) {
       size_t cut = kMaxWord;
       while (cut > 0 && (static_cast<unsigned char>(word[cut]) & 0xC0) == 0x80) --cut;
@@ -186,14 +143,14 @@ std::vector<std::string_view> Words(std::string_view text) {
 // Appends the header field "Name: value" CRLF, folded at spaces (RFC 5322
 // 2.2.3). `value` must be Clean()ed: single spaces, no control characters.
 void AppendField(std::string* out, std::string_view name, std::string_view value) {
-  std::string line = absl::StrCat(absl::string_view(name.data(), name.size()), ":");
+  std::string line = absl::StrCat(Absl(name), ":");
   const size_t bare = line.size();
   for (std::string_view w : Words(value)) {
     if (line.size() > bare && line.size() + 1 + w.size() > kFoldWidth) {
       absl::StrAppend(out, line, kCrlf);
       line.clear();
     }
-    absl::StrAppend(&line, " ", absl::string_view(w.data(), w.size()));
+    absl::StrAppend(&line, " ", Absl(w));
   }
   absl::StrAppend(out, line, kCrlf);
 }
@@ -259,12 +216,10 @@ bool IsDigits(std::string_view s, size_t min, size_t max) {
 // failure (queue lifetime), and back for a delay warning; anything
 // unparseable or of the wrong family becomes cls.0.0.
 std::string NormalizeStatus(std::string_view status, char cls) {
-  const std::vector<absl::string_view> parts =
-      absl::StrSplit(absl::string_view(status.data(), status.size()), '.');
+  const std::vector<absl::string_view> parts = absl::StrSplit(Absl(status), '.');
   const std::string fallback = absl::StrCat(std::string(1, cls), ".0.0");
-  if (parts.size() != 3 || parts[0].size() != 1 ||
-      !IsDigits(std::string_view(parts[1].data(), parts[1].size()), 1, 3) ||
-      !IsDigits(std::string_view(parts[2].data(), parts[2].size()), 1, 3)) {
+  if (parts.size() != 3 || parts[0].size() != 1 || !IsDigits(Std(parts[1]), 1, 3) ||
+      !IsDigits(Std(parts[2]), 1, 3)) {
     return fallback;
   }
   const char given = parts[0][0];
@@ -301,7 +256,7 @@ Diagnostic DiagnosticOf(const v1::Recipient& r, bool utf8_ok) {
 }
 
 bool NotifyAllows(std::string_view notify, DsnKind kind) {
-  std::string upper = absl::AsciiStrToUpper(absl::string_view(notify.data(), notify.size()));
+  std::string upper = absl::AsciiStrToUpper(Absl(notify));
   bool failure = false, delay = false, success = false, never = false, any = false;
   for (absl::string_view token : absl::StrSplit(upper, ',', absl::SkipWhitespace())) {
     token = absl::StripAsciiWhitespace(token);
@@ -468,7 +423,7 @@ std::string StatusPart(const DsnInput& in, const std::vector<int>& rcpts, const 
     AppendField(&s, "Original-Envelope-Id", DecodeXtextForReport(env.dsn_envid(), false));
   }
   if (env.has_arrival_time()) {
-    AppendField(&s, "Arrival-Date", Rfc5322Date(FromProto(env.arrival_time())));
+    AppendField(&s, "Arrival-Date", Rfc5322Date(FromProtoTimestamp(env.arrival_time())));
   }
   const char cls = StatusClassOf(in.kind);
   for (int index : rcpts) {
@@ -495,7 +450,7 @@ std::string StatusPart(const DsnInput& in, const std::vector<int>& rcpts, const 
       AppendField(&s, "Diagnostic-Code", absl::StrCat(diag.type, "; ", diag.text));
     }
     if (r.has_final_time()) {
-      AppendField(&s, "Last-Attempt-Date", Rfc5322Date(FromProto(r.final_time())));
+      AppendField(&s, "Last-Attempt-Date", Rfc5322Date(FromProtoTimestamp(r.final_time())));
     }
     if (in.kind == DsnKind::kDelay && in.will_retry_until.has_value()) {
       AppendField(&s, "Will-Retry-Until", Rfc5322Date(*in.will_retry_until));
@@ -636,10 +591,7 @@ absl::StatusOr<Dsn> BuildDsn(const DsnInput& in) {
   v1::Recipient* to = out.add_recipients();
   to->set_address(env.sender());
   to->set_state(v1::RECIPIENT_STATE_PENDING);
-  const int64_t now_s = absl::ToUnixSeconds(in.now);
-  out.mutable_arrival_time()->set_seconds(now_s);
-  out.mutable_arrival_time()->set_nanos(
-      static_cast<int32_t>(absl::ToInt64Nanoseconds(in.now - absl::FromUnixSeconds(now_s))));
+  *out.mutable_arrival_time() = ToProtoTimestamp(in.now);
   out.set_shard(env.shard());
   // SMTPUTF8 only when the notice's own header or envelope needs it; UTF-8
   // inside message/global* parts travels as 8-bit MIME (RFC 6532 3.7).

@@ -7,29 +7,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/proto_time.h"
 
 namespace postern::queue {
 namespace {
 
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-void SetTime(google::protobuf::Timestamp* t, absl::Time when) {
-  const int64_t ns = absl::ToUnixNanos(when);
-  // Floor division keeps nanos in [0, 1e9) for times before the epoch too.
-  int64_t seconds = ns / 1000000000;
-  int64_t nanos = ns % 1000000000;
-  if (nanos < 0) {
-    nanos += 1000000000;
-    seconds -= 1;
-  }
-  t->set_seconds(seconds);
-  t->set_nanos(static_cast<int32_t>(nanos));
-}
-
 int64_t AgeSeconds(const v1::Envelope& envelope, absl::Time now) {
-  return std::max<int64_t>(0, absl::ToInt64Seconds(now - FromProto(envelope.arrival_time())));
+  return std::max<int64_t>(0,
+                           absl::ToInt64Seconds(now - FromProtoTimestamp(envelope.arrival_time())));
 }
 
 // The part after the last '@'; "" for an address without one.
@@ -181,14 +166,14 @@ absl::StatusOr<ActionPlan> PlanAction(v1::QueueAction action, const v1::Envelope
       if (current.schedule().held()) {
         return absl::FailedPreconditionError("held; release it first");
       }
-      SetTime(schedule->mutable_next_attempt(), now);
+      *schedule->mutable_next_attempt() = ToProtoTimestamp(now);
       return plan;
     case v1::QUEUE_ACTION_HOLD:
       schedule->set_held(true);
       return plan;
     case v1::QUEUE_ACTION_RELEASE:
       schedule->set_held(false);
-      SetTime(schedule->mutable_next_attempt(), now);
+      *schedule->mutable_next_attempt() = ToProtoTimestamp(now);
       return plan;
     case v1::QUEUE_ACTION_DELETE:
       plan.remove = true;
@@ -200,7 +185,7 @@ absl::StatusOr<ActionPlan> PlanAction(v1::QueueAction action, const v1::Envelope
         r->set_state(v1::RECIPIENT_STATE_FAILED);
         r->set_status(kBounceStatus);
         r->set_last_error(kBounceError);
-        SetTime(r->mutable_final_time(), now);
+        *r->mutable_final_time() = ToProtoTimestamp(now);
         plan.bounce_recipients.push_back(i);
       }
       plan.remove = true;

@@ -8,15 +8,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/proto_time.h"
 
 namespace postern::queue {
 namespace {
 
 const absl::Time kNow = absl::FromUnixSeconds(1795000000);
-
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
 
 v1::Recipient* AddRecipient(v1::Envelope* e, const std::string& address, v1::RecipientState state,
                             const std::string& error = "") {
@@ -285,7 +282,7 @@ TEST(PlanAction, RetryMakesItDueNowUnlessHeld) {
   auto plan = PlanAction(v1::QUEUE_ACTION_RETRY, e, kNow);
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_FALSE(plan->remove);
-  EXPECT_EQ(FromProto(plan->envelope.schedule().next_attempt()), kNow);
+  EXPECT_EQ(FromProtoTimestamp(plan->envelope.schedule().next_attempt()), kNow);
   EXPECT_FALSE(plan->envelope.schedule().held());
   EXPECT_TRUE(plan->bounce_recipients.empty());
 
@@ -312,7 +309,7 @@ TEST(PlanAction, HoldThenReleaseIsDueNow) {
   auto released = PlanAction(v1::QUEUE_ACTION_RELEASE, held->envelope, later);
   ASSERT_TRUE(released.ok());
   EXPECT_FALSE(released->envelope.schedule().held());
-  EXPECT_EQ(FromProto(released->envelope.schedule().next_attempt()), later);
+  EXPECT_EQ(FromProtoTimestamp(released->envelope.schedule().next_attempt()), later);
   EXPECT_FALSE(released->remove);
 }
 
@@ -339,7 +336,7 @@ TEST(PlanAction, BounceFailsEveryRecipientNotYetFinal) {
     EXPECT_EQ(r.state(), v1::RECIPIENT_STATE_FAILED);
     EXPECT_EQ(r.status(), "5.0.0");
     EXPECT_EQ(r.last_error(), "bounced by the administrator");
-    EXPECT_EQ(FromProto(r.final_time()), kNow);
+    EXPECT_EQ(FromProtoTimestamp(r.final_time()), kNow);
   }
   EXPECT_EQ(plan->envelope.recipients(1).state(), v1::RECIPIENT_STATE_DELIVERED);
   EXPECT_EQ(plan->envelope.recipients(1).status(), "2.0.0");

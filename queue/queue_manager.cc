@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
 #include "queue/queue_admin.h"
 
 namespace postern::queue {
@@ -13,14 +14,10 @@ namespace {
 
 int64_t ToMs(absl::Time t) { return absl::ToUnixMillis(t); }
 
-absl::Time FromProto(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
-void SetTime(google::protobuf::Timestamp* t, absl::Time when) {
-  const int64_t ms = ToMs(when);
-  t->set_seconds(ms / 1000);
-  t->set_nanos(static_cast<int32_t>((ms % 1000) * 1000000));
+// A next_attempt, kept to the whole millisecond: the unit of the spool's
+// schedule index (SpoolStore::DueMs) and of the scheduler.
+google::protobuf::Timestamp DueTimestamp(absl::Time when) {
+  return ToProtoTimestamp(absl::FromUnixMillis(ToMs(when)));
 }
 
 std::string DomainOf(const std::string& address) {
@@ -292,7 +289,7 @@ void QueueManager::FinishAttempt(Attempt& a) {
   const absl::Time now = clock_();
   v1::Envelope& env = *a.envelope;
   const GaugeState before = GaugeStateOf(env);
-  const absl::Time arrival = FromProto(env.arrival_time());
+  const absl::Time arrival = FromProtoTimestamp(env.arrival_time());
   std::vector<int> failed;
   std::vector<int> relayed;
   for (auto& [index, result] : a.results) {
@@ -325,7 +322,8 @@ void QueueManager::FinishAttempt(Attempt& a) {
     m.remove = true;
     w.removed = true;
   } else {
-    SetTime(env.mutable_schedule()->mutable_next_attempt(), NextAttempt(env, now, schedule_, rng_));
+    *env.mutable_schedule()->mutable_next_attempt() =
+        DueTimestamp(NextAttempt(env, now, schedule_, rng_));
     m.envelope = env;
     w.new_due_ms = IndexedDueMs(env);
     w.after = GaugeStateOf(env);
@@ -349,7 +347,7 @@ void QueueManager::AddDsn(const v1::Envelope& envelope, const std::string& body,
   SpoolRecord record;
   record.envelope = std::move(dsn->envelope);
   record.envelope.set_shard(envelope.shard());
-  SetTime(record.envelope.mutable_schedule()->mutable_next_attempt(), input.now);
+  *record.envelope.mutable_schedule()->mutable_next_attempt() = DueTimestamp(input.now);
   record.body = std::move(dsn->body);
   record.envelope.set_body_size(record.body.size());
   records->push_back(std::move(record));

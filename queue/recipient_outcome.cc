@@ -7,20 +7,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/proto_time.h"
 
 namespace postern::queue {
 namespace {
-
-absl::Time ToTime(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
-
-void SetTime(absl::Time t, google::protobuf::Timestamp* ts) {
-  // ToUnixSeconds rounds toward the past, so nanos is always in [0, 1e9).
-  const int64_t seconds = absl::ToUnixSeconds(t);
-  ts->set_seconds(seconds);
-  ts->set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(seconds))));
-}
 
 bool IsFinal(v1::RecipientState state) {
   return state == v1::RECIPIENT_STATE_DELIVERED || state == v1::RECIPIENT_STATE_FAILED;
@@ -65,13 +55,13 @@ Decision ApplyAttempt(v1::Recipient* r, const AttemptResult& result, absl::Time 
     case AttemptResult::kDelivered:
       r->set_state(v1::RECIPIENT_STATE_DELIVERED);
       r->set_status(result.status.empty() ? "2.0.0" : result.status);
-      SetTime(now, r->mutable_final_time());
+      *r->mutable_final_time() = ToProtoTimestamp(now);
       return Decision::kDelivered;
 
     case AttemptResult::kPermanent:
       r->set_state(v1::RECIPIENT_STATE_FAILED);
       r->set_status(result.status.empty() ? "5.0.0" : result.status);
-      SetTime(now, r->mutable_final_time());
+      *r->mutable_final_time() = ToProtoTimestamp(now);
       return Decision::kFailed;
 
     case AttemptResult::kTemporary:
@@ -80,23 +70,24 @@ Decision ApplyAttempt(v1::Recipient* r, const AttemptResult& result, absl::Time 
 
   r->set_status(result.status.empty() ? "4.0.0" : result.status);
   r->set_last_reason(result.reason);
-  if (!r->has_first_failure_time()) SetTime(now, r->mutable_first_failure_time());
+  if (!r->has_first_failure_time()) *r->mutable_first_failure_time() = ToProtoTimestamp(now);
   const bool tls = result.reason == v1::DEFER_REASON_TLS_REQUIRED;
   if (tls && !r->has_first_tls_failure_time()) {
-    SetTime(now, r->mutable_first_tls_failure_time());
+    *r->mutable_first_tls_failure_time() = ToProtoTimestamp(now);
   }
 
-  if (tls && now - ToTime(r->first_tls_failure_time()) >= schedule.tls_failure_max_defer()) {
+  if (tls &&
+      now - FromProtoTimestamp(r->first_tls_failure_time()) >= schedule.tls_failure_max_defer()) {
     r->set_state(v1::RECIPIENT_STATE_FAILED);
     r->set_status("5.7.10");
     r->set_last_error(TlsExpiredDiagnostic(result, schedule.tls_failure_max_defer()));
-    SetTime(now, r->mutable_final_time());
+    *r->mutable_final_time() = ToProtoTimestamp(now);
     return Decision::kFailed;
   }
   if (now - arrival >= schedule.max_queue_lifetime()) {
     r->set_state(v1::RECIPIENT_STATE_FAILED);
     r->set_last_error(LifetimeExpiredDiagnostic(result, schedule.max_queue_lifetime()));
-    SetTime(now, r->mutable_final_time());
+    *r->mutable_final_time() = ToProtoTimestamp(now);
     return Decision::kFailed;
   }
   r->set_state(v1::RECIPIENT_STATE_DEFERRED);
@@ -112,13 +103,13 @@ absl::Time NextAttempt(const v1::Envelope& envelope, absl::Time now, const Retry
   auto clamp = [&](absl::Time deadline) {
     if (deadline > now) next = std::min(next, deadline);
   };
-  const absl::Time arrival = ToTime(envelope.arrival_time());
+  const absl::Time arrival = FromProtoTimestamp(envelope.arrival_time());
   bool any_open = false;
   for (const v1::Recipient& r : envelope.recipients()) {
     if (IsFinal(r.state())) continue;
     any_open = true;
     if (r.last_reason() == v1::DEFER_REASON_TLS_REQUIRED && r.has_first_tls_failure_time()) {
-      clamp(ToTime(r.first_tls_failure_time()) + schedule.tls_failure_max_defer());
+      clamp(FromProtoTimestamp(r.first_tls_failure_time()) + schedule.tls_failure_max_defer());
     }
   }
   if (any_open) clamp(arrival + schedule.max_queue_lifetime());
@@ -137,7 +128,7 @@ std::vector<int> DueForDelayWarning(const v1::Envelope& envelope, absl::Time now
   // Nobody to tell: the null sender, or a DSN of our own (never answered
   // with another, RFC 3461 section 2.3 / RFC 5321 section 6.1).
   if (envelope.sender().empty() || envelope.is_dsn()) return due;
-  if (now - ToTime(envelope.arrival_time()) < schedule.delay_warning()) return due;
+  if (now - FromProtoTimestamp(envelope.arrival_time()) < schedule.delay_warning()) return due;
   for (int i = 0; i < envelope.recipients_size(); ++i) {
     const v1::Recipient& r = envelope.recipients(i);
     if (r.state() == v1::RECIPIENT_STATE_DEFERRED && !r.delay_notified() && WantsDelayNotice(r)) {

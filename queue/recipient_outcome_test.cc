@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "common/proto_time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -16,18 +17,6 @@ using ::testing::IsEmpty;
 
 // The fake clock: plain absl::Time values the test advances.
 const absl::Time kArrival = absl::FromUnixSeconds(1'790'000'000);
-
-google::protobuf::Timestamp Ts(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t s = absl::ToUnixSeconds(t);
-  ts.set_seconds(s);
-  ts.set_nanos(static_cast<int32_t>(absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(s))));
-  return ts;
-}
-
-absl::Time TimeOf(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
 
 AttemptResult TlsFailure() {
   AttemptResult a;
@@ -123,9 +112,9 @@ TEST(RecipientOutcomeTest, TlsFailuresBounceExactly24hAfterTheFirstOne) {
   EXPECT_EQ(r.tls_result(), "starttls-not-supported");
   EXPECT_EQ(r.remote_mta(), "mx.example[192.0.2.1]");
   EXPECT_EQ(r.last_reason(), v1::DEFER_REASON_TLS_REQUIRED);
-  EXPECT_EQ(TimeOf(r.first_failure_time()), kArrival);
-  EXPECT_EQ(TimeOf(r.first_tls_failure_time()), first_tls);
-  EXPECT_EQ(TimeOf(r.final_time()), now);
+  EXPECT_EQ(FromProtoTimestamp(r.first_failure_time()), kArrival);
+  EXPECT_EQ(FromProtoTimestamp(r.first_tls_failure_time()), first_tls);
+  EXPECT_EQ(FromProtoTimestamp(r.final_time()), now);
   EXPECT_EQ(r.attempts(), attempts + 3);
 }
 
@@ -138,7 +127,7 @@ TEST(RecipientOutcomeTest, OtherFailuresAfterTheTlsDeadlineDoNotBounceForTls) {
   const absl::Time now = kArrival + absl::Hours(30);
   EXPECT_EQ(ApplyAttempt(&r, ConnectionFailure(), kArrival, now, schedule), Decision::kDeferred);
   EXPECT_EQ(r.status(), "4.4.1");
-  EXPECT_EQ(TimeOf(r.first_tls_failure_time()), kArrival);
+  EXPECT_EQ(FromProtoTimestamp(r.first_tls_failure_time()), kArrival);
   // The next TLS failure ends it.
   EXPECT_EQ(ApplyAttempt(&r, TlsFailure(), kArrival, now + absl::Hours(1), schedule),
             Decision::kFailed);
@@ -174,8 +163,8 @@ TEST(RecipientOutcomeTest, ExpiresAfterMaxQueueLifetime) {
   EXPECT_THAT(r.last_error(), HasSubstr("queued too long (120h)"));
   EXPECT_THAT(r.last_error(), HasSubstr("connect to mx.example[192.0.2.1]:25: Connection refused"));
   EXPECT_EQ(r.last_reason(), v1::DEFER_REASON_CONNECTION);
-  EXPECT_EQ(TimeOf(r.first_failure_time()), kArrival + absl::Minutes(1));
-  EXPECT_EQ(TimeOf(r.final_time()), now);
+  EXPECT_EQ(FromProtoTimestamp(r.first_failure_time()), kArrival + absl::Minutes(1));
+  EXPECT_EQ(FromProtoTimestamp(r.final_time()), now);
   EXPECT_EQ(r.attempts(), 3u);
 }
 
@@ -201,7 +190,7 @@ TEST(RecipientOutcomeTest, PermanentFailsAtOnce) {
   EXPECT_EQ(r.last_error(), "550 5.1.1 <bob@example.net>: unknown user");
   EXPECT_EQ(r.remote_mta(), "mx.example[192.0.2.1]");
   EXPECT_EQ(r.attempts(), 1u);
-  EXPECT_EQ(TimeOf(r.final_time()), now);
+  EXPECT_EQ(FromProtoTimestamp(r.final_time()), now);
   EXPECT_FALSE(r.has_first_failure_time());  // that records deferrals only
 }
 
@@ -213,7 +202,7 @@ TEST(RecipientOutcomeTest, PermanentAfterDeferralsKeepsTheHistory) {
   p.status.clear();
   EXPECT_EQ(ApplyAttempt(&r, p, kArrival, kArrival + absl::Hours(1), schedule), Decision::kFailed);
   EXPECT_EQ(r.status(), "5.0.0");  // the generic code when the reply had none
-  EXPECT_EQ(TimeOf(r.first_tls_failure_time()), kArrival);
+  EXPECT_EQ(FromProtoTimestamp(r.first_tls_failure_time()), kArrival);
   EXPECT_EQ(r.tls_result(), "");
   EXPECT_EQ(r.attempts(), 2u);
 }
@@ -227,7 +216,7 @@ TEST(RecipientOutcomeTest, DeliveredRecordsTheHop) {
   EXPECT_EQ(r.status(), "2.0.0");
   EXPECT_EQ(r.last_error(), "250 2.0.0 Ok: queued as 4F00");
   EXPECT_EQ(r.remote_mta(), "mx.example[192.0.2.1]");
-  EXPECT_EQ(TimeOf(r.final_time()), now);
+  EXPECT_EQ(FromProtoTimestamp(r.final_time()), now);
 }
 
 TEST(RecipientOutcomeTest, FirstFailureTimesAreSetOnce) {
@@ -239,8 +228,8 @@ TEST(RecipientOutcomeTest, FirstFailureTimesAreSetOnce) {
   ASSERT_EQ(ApplyAttempt(&r, TlsFailure(), kArrival, t2, schedule), Decision::kDeferred);
   ASSERT_EQ(ApplyAttempt(&r, TlsFailure(), kArrival, t2 + absl::Minutes(5), schedule),
             Decision::kDeferred);
-  EXPECT_EQ(TimeOf(r.first_failure_time()), t1);
-  EXPECT_EQ(TimeOf(r.first_tls_failure_time()), t2);
+  EXPECT_EQ(FromProtoTimestamp(r.first_failure_time()), t1);
+  EXPECT_EQ(FromProtoTimestamp(r.first_tls_failure_time()), t2);
   EXPECT_EQ(r.attempts(), 3u);
   EXPECT_EQ(r.status(), "4.7.5");
   AttemptResult bare = ConnectionFailure();
@@ -255,7 +244,7 @@ v1::Envelope ThreeRecipients() {
   v1::Envelope e;
   e.set_queue_id("0005F3A1B2C3D403");
   e.set_sender("alice@example.org");
-  *e.mutable_arrival_time() = Ts(kArrival);
+  *e.mutable_arrival_time() = ToProtoTimestamp(kArrival);
   for (const char* a : {"a@one.example", "b@two.example", "c@three.example"}) {
     v1::Recipient* r = e.add_recipients();
     r->set_address(a);

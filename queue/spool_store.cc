@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/absl_compat.h"
 #include "queue/queue_id.h"
 
 namespace postern::queue {
@@ -29,9 +30,6 @@ constexpr char kScheduleFamily[] = "schedule";
 constexpr char kBodyFamily[] = "body";
 // Envelopes read per lock hold in ForEachEnvelope.
 constexpr size_t kWalkChunk = 512;
-
-// Debian's absl is built with its own string_view (ABSL_OPTION_USE_STD_STRING_VIEW 0).
-absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return absl::OkStatus();

@@ -76,13 +76,13 @@ CXXFLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer
 
 # name | fuzz source | other sources | seed corpus | extra link flags | extra libFuzzer flags
 TARGETS=(
-  "smtp_command_fuzz|engine/smtp/smtp_command_fuzz.cc|engine/smtp/smtp_command.cc|engine/smtp/testdata/smtp_command_corpus||"
-  "smtp_server_session_fuzz|engine/inbound/smtp_server_session_fuzz.cc|engine/inbound/smtp_server_session.cc engine/smtp/smtp_command.cc engine/smtp/data_reader.cc engine/inbound/relay_policy.cc engine/inbound/inbound_policy.cc|engine/inbound/testdata/smtp_server_session_corpus||"
+  "smtp_command_fuzz|engine/smtp/smtp_command_fuzz.cc|engine/smtp/smtp_command.cc common/utf8.cc|engine/smtp/testdata/smtp_command_corpus||"
+  "smtp_server_session_fuzz|engine/inbound/smtp_server_session_fuzz.cc|engine/inbound/smtp_server_session.cc engine/smtp/smtp_command.cc engine/smtp/data_reader.cc engine/inbound/relay_policy.cc engine/inbound/inbound_policy.cc common/utf8.cc|engine/inbound/testdata/smtp_server_session_corpus||"
   "smtp_reply_fuzz|engine/smtp/smtp_reply_fuzz.cc|engine/smtp/smtp_reply.cc|engine/smtp/testdata/smtp_reply_corpus||"
   "smtp_client_fuzz|engine/outbound/smtp_client_fuzz.cc|engine/outbound/smtp_client_session.cc engine/smtp/smtp_reply.cc|engine/outbound/testdata/smtp_client_corpus||"
   # -max_len above kMaxProxyHeaderSize (4096), so oversized headers are tried.
   "proxy_header_fuzz|engine/net/proxy_header_fuzz.cc|engine/net/proxy_header.cc|engine/net/testdata/proxy_header_corpus||-max_len=5000"
-  "config_loader_fuzz|control/config_loader_fuzz.cc|control/config_loader.cc control/config_defaults.cc $GEN/proto/config.pb.cc|control/testdata/config_corpus|-lprotobuf -lyaml-cpp|"
+  "config_loader_fuzz|control/config_loader_fuzz.cc|control/config_loader.cc control/config_defaults.cc common/quote.cc common/utf8.cc $GEN/proto/config.pb.cc|control/testdata/config_corpus|-lprotobuf -lyaml-cpp|"
 )
 
 # The config schema's generated code, from Debian's protoc like the Bazel rule

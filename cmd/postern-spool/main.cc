@@ -27,6 +27,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "common/json_string.h"
+#include "common/proto_time.h"
 #include "proto/queue.pb.h"
 #include "queue/spool_store.h"
 
@@ -46,57 +48,9 @@ int Fail(std::string_view message) {
 
 int Fail(const absl::Status& status) { return Fail(status.ToString()); }
 
-// Appends `s` as a JSON string. Bytes that are not valid UTF-8 become U+FFFD
-// so every line stays valid JSON whatever a client sent.
-void AppendJsonString(std::string_view s, std::string* out) {
-  out->push_back('"');
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(static_cast<char>(c));
-      ++i;
-    } else if (c < 0x20 || c == 0x7F) {
-      absl::StrAppend(out, "\\u00", absl::Hex(c, absl::kZeroPad2));
-      ++i;
-    } else if (c < 0x80) {
-      out->push_back(static_cast<char>(c));
-      ++i;
-    } else {
-      // A well-formed UTF-8 sequence (no overlongs, surrogates or > U+10FFFF)?
-      size_t n = 0;
-      uint32_t min = 0;
-      if (c >= 0xC2 && c <= 0xDF) {
-        n = 2, min = 0x80;
-      } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3, min = 0x800;
-      } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4, min = 0x10000;
-      }
-      uint32_t cp = n == 2 ? c & 0x1F : n == 3 ? c & 0x0F : c & 0x07;
-      bool ok = n != 0 && i + n <= s.size();
-      for (size_t k = 1; ok && k < n; ++k) {
-        const auto cc = static_cast<unsigned char>(s[i + k]);
-        ok = (cc & 0xC0) == 0x80;
-        cp = (cp << 6) | (cc & 0x3F);
-      }
-      ok = ok && cp >= min && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
-      if (ok) {
-        out->append(s.substr(i, n));
-        i += n;
-      } else {
-        out->append("\xEF\xBF\xBD");
-        ++i;
-      }
-    }
-  }
-  out->push_back('"');
-}
-
 std::string ArrivalTime(const queue::v1::Envelope& e) {
-  const absl::Time t = absl::FromUnixSeconds(e.arrival_time().seconds()) +
-                       absl::Nanoseconds(e.arrival_time().nanos());
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", t, absl::UTCTimeZone());
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E*SZ", FromProtoTimestamp(e.arrival_time()),
+                          absl::UTCTimeZone());
 }
 
 std::string ListLine(const queue::v1::Envelope& e, bool json) {

@@ -31,6 +31,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "common/proto_time.h"
 #include "proto/admin.grpc.pb.h"
 
 namespace {
@@ -150,7 +151,7 @@ std::string CompactAge(uint64_t seconds) {
 
 std::string FormatTimestamp(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "-";
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", absl::FromUnixSeconds(t.seconds()),
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", postern::FromProtoTimestamp(t),
                           absl::UTCTimeZone());
 }
 

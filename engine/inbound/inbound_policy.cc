@@ -11,13 +11,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/absl_compat.h"
 
 namespace postern::engine {
 namespace {
-
-// Debian's absl is built with its own absl::string_view (not std::string_view),
-// so views cross into absl explicitly.
-absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 constexpr std::string_view kPinPrefix = "sha256:";
 

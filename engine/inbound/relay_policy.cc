@@ -16,15 +16,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/absl_compat.h"
 
 namespace postern::engine {
 namespace {
 
 using Address = std::array<uint8_t, 16>;
-
-// Debian's absl is built with its own absl::string_view (not std::string_view),
-// so views cross into absl explicitly.
-absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 // Parses a textual IPv4 or IPv6 address into IPv6 form (IPv4 as ::ffff:a.b.c.d).
 // Sets *is_v4 for dotted-quad input, whose prefix lengths are offset by 96.

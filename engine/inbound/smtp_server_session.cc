@@ -20,6 +20,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/absl_compat.h"
 #include "engine/smtp/bdat_reader.h"
 #include "engine/smtp/data_reader.h"
 #include "engine/smtp/smtp_command.h"
@@ -28,10 +29,6 @@ namespace postern::engine {
 namespace {
 
 using Verb = SmtpCommand::Verb;
-
-// Debian's absl is built with its own absl::string_view (not std::string_view),
-// so views cross into absl explicitly.
-absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 void Reply(std::string* out, std::string_view line) {
   out->append(line);
@@ -498,7 +495,7 @@ struct SmtpServerSession::State {
     if (!parsed.ok()) {
       // The parser's message is the reply line (see smtp_command.h).
       const absl::string_view reply = parsed.status().message();
-      Reject(out, std::string_view(reply.data(), reply.size()),
+      Reject(out, Std(reply),
              parsed.status().code() == absl::StatusCode::kUnimplemented ? "unknown_command"
                                                                         : "syntax");
       return;
@@ -985,7 +982,7 @@ AcceptedMessage SmtpServerSession::TakeMessage(std::string_view queue_id, absl::
 }
 
 void SmtpServerSession::SpoolDone(const absl::Status& status, std::string_view queue_id,
-                            std::string* out) {
+                                  std::string* out) {
   State& s = *state_;
   if (s.phase != State::Phase::kWaitSpool) return;  // closed meanwhile (timeout, shutdown)
   s.ResetTransaction();
@@ -1033,7 +1030,7 @@ AuthRequest SmtpServerSession::TakeAuthRequest() {
 }
 
 void SmtpServerSession::AuthDone(AuthOutcome outcome, std::vector<std::string> user_domains,
-                           std::string* out) {
+                                 std::string* out) {
   State& s = *state_;
   if (s.phase != State::Phase::kWaitAuth) return;  // closed meanwhile (timeout, shutdown)
   s.phase = State::Phase::kCommand;
@@ -1093,13 +1090,17 @@ std::array<uint64_t, kCommandVerbCount> SmtpServerSession::TakeCommandCounts() {
 
 uint64_t SmtpServerSession::messages_accepted() const { return state_->messages_accepted; }
 
-uint64_t SmtpServerSession::discarded_after_starttls() const { return state_->discarded_after_starttls; }
+uint64_t SmtpServerSession::discarded_after_starttls() const {
+  return state_->discarded_after_starttls;
+}
 
 bool SmtpServerSession::tls_active() const { return state_->tls_active; }
 
 bool SmtpServerSession::authenticated() const { return state_->authenticated; }
 
-size_t SmtpServerSession::buffered_bytes() const { return state_->input.size() - state_->input_pos; }
+size_t SmtpServerSession::buffered_bytes() const {
+  return state_->input.size() - state_->input_pos;
+}
 
 std::vector<std::string> SmtpServerSession::TakeRejections() {
   return std::exchange(state_->rejections, {});

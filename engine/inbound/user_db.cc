@@ -16,13 +16,10 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/absl_compat.h"
 
 namespace postern::engine {
 namespace {
-
-// Debian's absl is built with its own absl::string_view (not std::string_view),
-// so views cross into absl explicitly.
-absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 constexpr size_t kMaxUserName = 256;
 constexpr std::string_view kHashPrefix = "$argon2id$";

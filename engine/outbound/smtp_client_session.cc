@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/absl_compat.h"
 #include "engine/smtp/smtp_reply.h"
 
 namespace postern::engine {
@@ -24,9 +25,6 @@ namespace {
 
 using Kind = ConnectionOutcome::Kind;
 using Outcome = RecipientResult::Outcome;
-
-// Debian's absl has its own absl::string_view; views cross over explicitly.
-absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
 bool HasNonAscii(std::string_view s) {
   return std::any_of(s.begin(), s.end(),

@@ -10,6 +10,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "common/absl_compat.h"
+#include "common/utf8.h"
 
 namespace postern::engine {
 namespace {
@@ -41,10 +43,6 @@ constexpr std::array<VerbEntry, 14> kVerbs = {{
 // RFC 5321 4.5.3.1.3: a path is at most 256 octets including the brackets.
 constexpr size_t kMaxPathInner = 254;
 
-// Debian's absl is built with its own absl::string_view (not std::string_view),
-// so views cross into absl explicitly.
-absl::string_view Absl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
 bool IsBlank(char c) { return c == ' ' || c == '\t'; }
 
 std::string_view StripBlanks(std::string_view s) {
@@ -58,44 +56,6 @@ bool IsControl(unsigned char c) { return c < 0x20 || c == 0x7f; }
 bool IsPrintableAscii(std::string_view s) {
   for (unsigned char c : s) {
     if (c < 0x20 || c > 0x7e) return false;
-  }
-  return true;
-}
-
-// Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, <= U+10FFFF.
-bool IsValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (s.size() - i < len) return false;
-    for (size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff)) {
-      return false;
-    }
-    i += len;
   }
   return true;
 }
