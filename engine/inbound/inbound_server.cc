@@ -8,8 +8,8 @@
 #include "absl/time/clock.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/proto_time.h"
 #include "engine/net/socket_address.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace postern::engine {
 namespace {
@@ -152,8 +152,7 @@ void InboundServer::Spool(InboundConnection* conn, const std::string& queue_id,
   }
   env.set_dsn_ret(msg.dsn_ret);
   env.set_dsn_envid(msg.dsn_envid);
-  *env.mutable_arrival_time() =
-      google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
+  *env.mutable_arrival_time() = ToProtoTimestamp(absl::Now());
   env.set_helo(msg.helo);
   env.set_client_address(conn->client_ip());
   env.set_listener(policy_->listener(conn->listener_index()).name);
