@@ -38,10 +38,12 @@ std::string TestDir(const std::string& leaf) {
 
 int64_t Count(SpoolStore* store) {
   int64_t n = 0;
-  EXPECT_TRUE(store->ForEachEnvelope([&](const v1::Envelope&) {
-                     ++n;
-                     return absl::OkStatus();
-                   }).ok());
+  EXPECT_TRUE(store
+                  ->ForEachEnvelope([&](const v1::Envelope&) {
+                    ++n;
+                    return absl::OkStatus();
+                  })
+                  .ok());
   return n;
 }
 

@@ -62,8 +62,8 @@ void SpoolWriter::SubmitMutation(uint64_t token, SpoolMutation mutation,
     }
     bytes += r.body.size() + r.envelope.ByteSizeLong();
   }
-  Enqueue(
-      Pending{client, token, Pending::kMutation, {}, std::move(mutation), bytes, {}, std::move(records)});
+  Enqueue(Pending{
+      client, token, Pending::kMutation, {}, std::move(mutation), bytes, {}, std::move(records)});
 }
 
 void SpoolWriter::SubmitBarrier(uint64_t token, SpoolClient* client) {
@@ -177,8 +177,8 @@ void SpoolWriter::Run() {
     std::vector<SpoolCompletion> completions;
     completions.reserve(tokens.size());
     for (size_t i = 0; i < tokens.size(); ++i) {
-      completions.push_back(
-          MakeCompletion(clients[i], tokens[i], status, messages, absl::FromChrono(durable - submitted[i])));
+      completions.push_back(MakeCompletion(clients[i], tokens[i], status, messages,
+                                           absl::FromChrono(durable - submitted[i])));
       if (record_of[i] >= 0) completions.back().record = std::move(records[record_of[i]]);
     }
     Post(std::move(completions));

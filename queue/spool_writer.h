@@ -58,9 +58,9 @@ class SpoolClient {
 struct SpoolCompletion {
   SpoolClient* client = nullptr;  // as given to Submit(); the owner routes by it
   uint64_t token = 0;             // as given to Submit()
-  absl::Status status;      // OK: durable, answer 250; else answer 452
-  uint32_t batch_size = 0;  // new messages that shared this item's fsync
-  absl::Duration latency;   // Submit() to durable (or failed), monotonic clock
+  absl::Status status;            // OK: durable, answer 250; else answer 452
+  uint32_t batch_size = 0;        // new messages that shared this item's fsync
+  absl::Duration latency;         // Submit() to durable (or failed), monotonic clock
   // For Submit(): the record, handed back whatever the outcome, so the
   // owner needs no copy of it while the write is in flight and can deliver
   // fresh mail without reading it back from the store. Empty for mutations

@@ -11,8 +11,7 @@ namespace postern::engine {
 
 InboundConnection::InboundConnection(InboundHost* host, InboundProbe* probe, IoRing* ring, int fd,
                                      ConnectionSetup setup,
-                                     std::shared_ptr<const InboundPolicySet> policy,
-                                     int64_t now_ms)
+                                     std::shared_ptr<const InboundPolicySet> policy, int64_t now_ms)
     : host_(host),
       probe_(probe),
       setup_(std::move(setup)),

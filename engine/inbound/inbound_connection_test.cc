@@ -147,9 +147,8 @@ TEST_F(InboundConnectionTest, StartTlsUpgradesAndTheSessionContinuesInsideTls) {
   ASSERT_TRUE(pump_.RunUntil([&] { return host_.spooled.size() == 1; }));
   // The Received header records the TLS the message came over.
   EXPECT_NE(host_.spooled[0].body.find("TLSv1.3"), std::string::npos) << host_.spooled[0].body;
-  const uint64_t ok =
-      metrics_->Get(metrics::kTlsHandshakes,
-                    metrics::ListenerTlsIndex(0, peer_->tls()->version(), "strong", ""));
+  const uint64_t ok = metrics_->Get(
+      metrics::kTlsHandshakes, metrics::ListenerTlsIndex(0, peer_->tls()->version(), "strong", ""));
   EXPECT_EQ(ok, 1u);
 }
 

@@ -27,8 +27,7 @@ class InboundHost {
   virtual bool Admit(InboundConnection* conn) = 0;
   virtual std::string NextQueueId() = 0;
   // Makes `msg` durable; answers conn->SpoolDone() later.
-  virtual void Spool(InboundConnection* conn, const std::string& queue_id,
-                     AcceptedMessage msg) = 0;
+  virtual void Spool(InboundConnection* conn, const std::string& queue_id, AcceptedMessage msg) = 0;
   // Verifies credentials; answers conn->AuthDone() later.
   virtual void CheckAuth(InboundConnection* conn, AuthRequest request) = 0;
   // The connection started closing; the host frees it once Finished().

@@ -2,7 +2,7 @@
 // machine. Bytes in, reply bytes out, and requests for the owner: "spool this
 // message", "start TLS now", "check these credentials" and "close the
 // connection". No I/O, no clock reads, no threads, no TLS library: the
-// connection glue (engine/smtp_connection.*) drives it from the event loop,
+// connection glue (engine/inbound/inbound_connection.*) drives it from the event loop,
 // does TLS and password checks itself and tells the session the outcome;
 // tests and fuzzers drive it directly.
 //

@@ -29,8 +29,8 @@
 #include "absl/time/time.h"
 #include "engine/inbound/inbound_policy.h"
 #include "engine/inbound/relay_policy.h"
-#include "engine/smtp/smtp_command.h"
 #include "engine/inbound/smtp_server_session.h"
+#include "engine/smtp/smtp_command.h"
 
 namespace {
 
@@ -238,8 +238,9 @@ RunResult Run(std::string_view input, const std::vector<size_t>& chunk_sizes,
         Check(session.buffered_bytes() <
                   context.limits.max_command_line + context.limits.mail_rcpt_line_extension,
               "at most one partial command line stays buffered");
-        Check(session.phase() == SmtpServerSession::Phase::kCommand || session.buffered_bytes() == 0,
-              "message content is consumed as it arrives");
+        Check(
+            session.phase() == SmtpServerSession::Phase::kCommand || session.buffered_bytes() == 0,
+            "message content is consumed as it arrives");
         break;
       }
       if (event == Event::kClose) {

@@ -1,6 +1,7 @@
 #include "engine/net/ring_test_support.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -48,6 +49,20 @@ SocketPair MakeSocketPair() {
   EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p.fds), 0);
   fcntl(p.fds[1], F_SETFL, fcntl(p.fds[1], F_GETFL) | O_NONBLOCK);
   return p;
+}
+
+LoopbackListener ListenOnLoopback() {
+  LoopbackListener l;
+  l.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(l.fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  EXPECT_EQ(listen(l.fd, 16), 0);
+  socklen_t len = sizeof a;
+  getsockname(l.fd, reinterpret_cast<sockaddr*>(&a), &len);
+  l.port = ntohs(a.sin_port);
+  return l;
 }
 
 Peer::~Peer() { Close(); }
@@ -148,8 +163,7 @@ void Peer::StartTlsServer(TlsServerContext* ctx) { tls_ = std::make_unique<TlsSe
 bool Peer::Handshake(int timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (!tls_->handshake_done()) {
-    if (eof_ || !tls_->failure_reason().empty() ||
-        std::chrono::steady_clock::now() >= deadline) {
+    if (eof_ || !tls_->failure_reason().empty() || std::chrono::steady_clock::now() >= deadline) {
       return false;
     }
     Step();

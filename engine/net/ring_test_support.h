@@ -10,6 +10,7 @@
 
 #include <linux/time_types.h>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -51,6 +52,13 @@ struct SocketPair {
   int fds[2] = {-1, -1};
 };
 SocketPair MakeSocketPair();
+
+// A listening TCP socket on 127.0.0.1 (nonblocking, a free port).
+struct LoopbackListener {
+  int fd = -1;
+  uint16_t port = 0;
+};
+LoopbackListener ListenOnLoopback();
 
 // The peer's end of a connection: bytes as they are, or plaintext inside
 // TLS once StartTls*() ran (the handshake advances as Pump() runs).

@@ -1,6 +1,5 @@
 #include "engine/net/stream.h"
 
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -187,16 +186,9 @@ TEST_F(StreamTest, EofDuringTheHandshakeIsAFailureNotAnEnd) {
 
 TEST(StreamConnectTest, ConnectsAndReportsRefusal) {
   RingPump pump;
-  // A listener on a free loopback port.
-  const int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(lfd, 4), 0);
-  socklen_t len = sizeof a;
-  getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len);
-  const std::string target = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  const ring_test::LoopbackListener listener = ring_test::ListenOnLoopback();
+  const int lfd = listener.fd;
+  const std::string target = "127.0.0.1:" + std::to_string(listener.port);
   auto addr = ParseSocketAddress(target);
   ASSERT_TRUE(addr.ok());
 
@@ -206,8 +198,8 @@ TEST(StreamConnectTest, ConnectsAndReportsRefusal) {
   ASSERT_TRUE(pump.RunUntil([&] { return ok_handler.connected; }));
   EXPECT_EQ(ok_handler.connect_result, 0);
   EXPECT_TRUE(ok.connected());
-  const int accepted = accept(lfd, nullptr, nullptr);
-  ASSERT_GE(accepted, 0);
+  int accepted = -1;
+  ASSERT_TRUE(pump.RunUntil([&] { return (accepted = accept(lfd, nullptr, nullptr)) >= 0; }));
   ASSERT_EQ(send(accepted, "220 hi\r\n", 8, 0), 8);
   ASSERT_TRUE(pump.RunUntil([&] { return ok_handler.data_ == "220 hi\r\n"; }));
   ok.Close();

@@ -235,8 +235,7 @@ bool OutboundConnection::HandshakeDone() {
   cipher_ = tls.cipher();
   if (!verdict.ok) {
     if (policy_.testing) {
-      host_->observer()->TestingWouldFail(domain_, label_, verdict.result_type,
-                                          verdict.diagnostic);
+      host_->observer()->TestingWouldFail(domain_, label_, verdict.result_type, verdict.diagnostic);
       tls_label_ = "tls_unverified";
     } else {
       // Enforced and not met: say nothing more on this connection.
@@ -370,9 +369,8 @@ void OutboundConnection::FinishWith(const std::optional<MessageResult>& result) 
   std::vector<AttemptResult> out;
   if (result) {
     for (const RecipientResult& r : result->recipients) out.push_back(FromRecipient(r, label_));
-    host_->observer()->MessageSent(job_->job, label_,
-                                   tls_label_.empty() ? "plaintext" : tls_label_, tls_version_,
-                                   cipher_, verification_,
+    host_->observer()->MessageSent(job_->job, label_, tls_label_.empty() ? "plaintext" : tls_label_,
+                                   tls_version_, cipher_, verification_,
                                    result->data_reply ? result->data_reply->ToString() : "");
   }
   out.resize(job_->job.recipients.size());

@@ -4,7 +4,6 @@
 #include "engine/outbound/outbound_connection.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -95,17 +94,11 @@ OutboundJob MakeJob() {
 class OutboundConnectionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    ASSERT_EQ(listen(listen_fd_, 4), 0);
-    socklen_t len = sizeof a;
-    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    const ring_test::LoopbackListener listener = ring_test::ListenOnLoopback();
+    listen_fd_ = listener.fd;
     address_.host = "mx.partner.example";
     address_.ip = "127.0.0.1";
-    address_.port = ntohs(a.sin_port);
+    address_.port = listener.port;
   }
   void TearDown() override {
     if (conn_) {

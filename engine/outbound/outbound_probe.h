@@ -20,8 +20,7 @@ class OutboundProbe : public OutboundObserver {
   explicit OutboundProbe(metrics::MetricRegion* metrics) : metrics_(metrics) {}
   void SessionDone(const std::string& label, const std::string& tls,
                    const std::string& detail) override {
-    metrics_->Add(metrics::kOutboundSessions,
-                      metrics::NameIndex(metrics::OutboundTlsNames(), tls));
+    metrics_->Add(metrics::kOutboundSessions, metrics::NameIndex(metrics::OutboundTlsNames(), tls));
     log::LogEvent("outbound_failed", log::Level::kWarn)
         .Add("relay", label)
         .Add("result", tls)
@@ -31,7 +30,7 @@ class OutboundProbe : public OutboundObserver {
   void TestingWouldFail(const std::string& domain, const std::string& label,
                         const std::string& result_type, const std::string& detail) override {
     metrics_->Add(metrics::kOutboundTlsTestingFailures,
-                      metrics::NameIndex(metrics::OutboundTlsNames(), result_type));
+                  metrics::NameIndex(metrics::OutboundTlsNames(), result_type));
     log::LogEvent("tls_policy_testing_would_fail", log::Level::kWarn)
         .Add("domain", domain)
         .Add("relay", label)
@@ -49,8 +48,7 @@ class OutboundProbe : public OutboundObserver {
   void MessageSent(const queue::DeliveryJob& job, const std::string& label, const std::string& tls,
                    const std::string& tls_version, const std::string& cipher,
                    const std::string& verification, const std::string& reply) override {
-    metrics_->Add(metrics::kOutboundSessions,
-                      metrics::NameIndex(metrics::OutboundTlsNames(), tls));
+    metrics_->Add(metrics::kOutboundSessions, metrics::NameIndex(metrics::OutboundTlsNames(), tls));
     log::LogEvent("sent")
         .Add("queue_id", job.queue_id)
         .Add("domain", job.domain)

@@ -226,9 +226,9 @@ void OutboundTransport::Pump(DestinationQueue& d) {
 void OutboundTransport::StartConnection(DestinationQueue* d, std::vector<HostAddress> addresses,
                                         size_t index, bool plaintext_only, AddressFailures failures,
                                         OutboundJob job) {
-  auto c = std::make_unique<OutboundConnection>(static_cast<OutboundConnectionHost*>(this), d, d->domain, policy_.For(d->domain),
-                                                std::move(addresses), index, plaintext_only,
-                                                std::move(failures));
+  auto c = std::make_unique<OutboundConnection>(
+      static_cast<OutboundConnectionHost*>(this), d, d->domain, policy_.For(d->domain),
+      std::move(addresses), index, plaintext_only, std::move(failures));
   OutboundConnection* raw = c.get();
   connections_[raw] = std::move(c);
   ++d->open;

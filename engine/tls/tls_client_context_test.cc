@@ -1,5 +1,7 @@
 // The client side of TLS: TlsClientContext and TlsSession's client mode,
 // shaking hands in memory with a server TlsSession.
+#include "engine/tls/tls_client_context.h"
+
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -10,7 +12,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "engine/tls/tls_client_context.h"
 #include "engine/tls/tls_server_context.h"
 #include "engine/tls/tls_session.h"
 #include "engine/tls/tls_test_support.h"

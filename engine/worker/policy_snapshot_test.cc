@@ -38,8 +38,7 @@ TEST(PolicySnapshotTest, BuildsEveryPartFromOneVersion) {
   EXPECT_FALSE((*s)->inbound()->relay().IsTrusted("192.0.2.1"));
   ASSERT_NE((*s)->inbound()->inbound().Match("bank.example"), nullptr);
   EXPECT_TRUE((*s)->inbound()->inbound().Match("bank.example")->require_tls);
-  EXPECT_EQ((*s)->outbound_policy().For("bank.example").mode,
-            config::v1::OUTBOUND_TLS_MODE_VERIFY);
+  EXPECT_EQ((*s)->outbound_policy().For("bank.example").mode, config::v1::OUTBOUND_TLS_MODE_VERIFY);
   EXPECT_EQ((*s)->outbound_options().smtp_port, 2525);
   EXPECT_EQ((*s)->inbound_limits().max_connections, 7u);
   EXPECT_EQ((*s)->inbound()->listener(0).name, "mx");

@@ -20,8 +20,7 @@ class QueueProbe : public queue::QueueObserver {
   void RecipientDone(const queue::v1::Envelope& envelope, int recipient,
                      const queue::AttemptResult& r, queue::Decision decision) override {
     const std::string result(queue::DecisionLabel(decision));
-    metrics_->Add(metrics::kDeliveries,
-                      metrics::NameIndex(metrics::DeliveryResultNames(), result));
+    metrics_->Add(metrics::kDeliveries, metrics::NameIndex(metrics::DeliveryResultNames(), result));
     const size_t reason = metrics::NameIndex(metrics::DeferReasonNames(),
                                              std::string(queue::DeferReasonLabel(r.reason)));
     if (decision == queue::Decision::kDeferred) metrics_->Add(metrics::kDeferrals, reason);

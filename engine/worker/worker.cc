@@ -110,17 +110,21 @@ absl::Status Worker::Init(const ipc::v1::WorkerSetup& setup) {
 }
 
 absl::Status Worker::ApplyConfig(const ipc::v1::WorkerSetup& setup) {
-  // Everything is built before anything is swapped: a refused version
-  // leaves the running one untouched.
-  const std::string& key = setup.tls_ticket_key().empty() ? ticket_key_ : setup.tls_ticket_key();
-  auto snapshot = PolicySnapshot::Build(setup.config(), setup.config_version(), key);
-  if (!snapshot.ok()) return snapshot.status();
-  ticket_key_ = key;
-  if (setup.config().listeners_size() != snapshot_->config().listeners_size()) {
+  config::v1::Config config = setup.config();
+  if (config.listeners_size() != snapshot_->config().listeners_size()) {
+    // The sockets are open; their settings stay as they are until the
+    // worker restarts, so every socket keeps a listener to describe it.
     log::LogEvent("reconfigure_listeners_ignored", log::Level::kWarn)
         .Add("reason", "listener changes take effect when the worker restarts")
         .Emit();
+    *config.mutable_listeners() = snapshot_->config().listeners();
   }
+  // Everything is built before anything is swapped: a refused version
+  // leaves the running one untouched.
+  const std::string& key = setup.tls_ticket_key().empty() ? ticket_key_ : setup.tls_ticket_key();
+  auto snapshot = PolicySnapshot::Build(config, setup.config_version(), key);
+  if (!snapshot.ok()) return snapshot.status();
+  ticket_key_ = key;
   Install(std::move(*snapshot));
   return absl::OkStatus();
 }
