@@ -39,6 +39,10 @@ constexpr std::array<MetricDef, kMetricCount> kDefs = {{
     {"starttls_discarded_bytes_total",
      "Plaintext bytes a client pipelined behind STARTTLS, discarded unread (injection attempts).",
      MetricType::kCounter, LabelKind::kListener, Buckets::kNone},
+    {"proxy_refused_total",
+     "Connections to a proxy_protocol listener from a peer outside its proxy_protocol_from, "
+     "refused (421 4.7.1) before any PROXY header was read.",
+     MetricType::kCounter, LabelKind::kListener, Buckets::kNone},
     {"auth_attempts_total", "SMTP AUTH attempts, by result.", MetricType::kCounter,
      LabelKind::kAuthResult, Buckets::kNone},
     {"deliveries_total", "Recipient delivery attempts, by result.", MetricType::kCounter,

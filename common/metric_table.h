@@ -64,6 +64,7 @@ enum MetricId : uint32_t {
   kWorkerRestarts,
   kTlsHandshakes,
   kStartTlsDiscardedBytes,
+  kProxyRefused,
   kAuthAttempts,
   kDeliveries,
   kDeferrals,

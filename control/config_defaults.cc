@@ -277,6 +277,21 @@ absl::Status CheckListeners(const Config& config) {
     if (l.auth() == v1::LISTENER_AUTH_AFTER_TLS && l.tls() == v1::LISTENER_TLS_NONE) {
       return Invalid(path + ".auth", "after_tls needs TLS, but this listener has tls: none");
     }
+    // Whoever may send the PROXY header chooses the client address (and so
+    // the relay decision): without this list any peer could claim to be a
+    // trusted network.
+    if (l.proxy_protocol() && l.proxy_protocol_from_size() == 0) {
+      return Invalid(path + ".proxy_protocol_from",
+                     "required when proxy_protocol is true (the load balancers' networks)");
+    }
+    if (!l.proxy_protocol() && l.proxy_protocol_from_size() > 0) {
+      return Invalid(path + ".proxy_protocol_from", "only used with proxy_protocol: true");
+    }
+    for (int j = 0; j < l.proxy_protocol_from_size(); ++j) {
+      if (std::optional<std::string> problem = CidrProblem(l.proxy_protocol_from(j))) {
+        return Invalid(absl::StrCat(path, ".proxy_protocol_from[", j, "]"), *problem);
+      }
+    }
   }
   return absl::OkStatus();
 }

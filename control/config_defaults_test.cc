@@ -238,6 +238,28 @@ TEST(ConfigDefaultsTest, ValidationFailuresNameTheKey) {
        "listeners[1].address: \"0.0.0.0:25\" is used by another listener"},
       {[](Config* c) { c->mutable_listeners(1)->set_tls(v1::LISTENER_TLS_NONE); },
        "listeners[1].auth: after_tls needs TLS"},
+      // Only the load balancer may speak PROXY: its networks are required.
+      {[](Config* c) { c->mutable_listeners(1)->set_proxy_protocol(true); },
+       "listeners[1].proxy_protocol_from: required when proxy_protocol is true"},
+      {[](Config* c) { c->mutable_listeners(0)->add_proxy_protocol_from("10.0.0.0/8"); },
+       "listeners[0].proxy_protocol_from: only used with proxy_protocol: true"},
+      {[](Config* c) {
+         c->mutable_listeners(0)->set_proxy_protocol(true);
+         c->mutable_listeners(0)->add_proxy_protocol_from("10.0.0.0/8");
+         c->mutable_listeners(0)->add_proxy_protocol_from("lb.example");
+       },
+       "listeners[0].proxy_protocol_from[1]: \"lb.example\" is not a CIDR"},
+      {[](Config* c) {
+         c->mutable_listeners(0)->set_proxy_protocol(true);
+         c->mutable_listeners(0)->add_proxy_protocol_from("10.0.0.0/33");
+       },
+       "listeners[0].proxy_protocol_from[0]: \"10.0.0.0/33\": prefix length must be 0..32"},
+      {[](Config* c) {
+         c->mutable_listeners(0)->set_proxy_protocol(true);
+         c->mutable_listeners(0)->add_proxy_protocol_from("10.0.0.1/8");
+       },
+       "listeners[0].proxy_protocol_from[0]: \"10.0.0.1/8\" has host bits set past the /8 "
+       "prefix"},
       {[](Config* c) { c->mutable_tls()->mutable_certificates(0)->clear_key_file(); },
        "tls.certificates[0].key_file: must not be empty"},
       {[](Config* c) { c->mutable_relay()->set_accepted_domains(0, "exa mple.com"); },
@@ -341,6 +363,13 @@ TEST(ConfigDefaultsTest, ValidationAcceptsEdgeValues) {
       [](Config* c) { c->mutable_relay()->set_accepted_domains(0, "xn--bcher-kva.example"); },
       [](Config* c) { c->mutable_relay()->set_trusted_networks(0, "::1/128"); },
       [](Config* c) { c->mutable_relay()->set_trusted_networks(0, "::/0"); },
+      [](Config* c) {
+        v1::Listener* l = c->mutable_listeners(0);
+        l->set_proxy_protocol(true);
+        l->add_proxy_protocol_from("10.0.0.5");
+        l->add_proxy_protocol_from("192.0.2.0/24");
+        l->add_proxy_protocol_from("2001:db8::/48");
+      },
       [](Config* c) { c->mutable_dns()->set_servers(0, "[2001:db8::53]:53"); },
       [](Config* c) { c->mutable_control()->set_admin_socket("/" + std::string(106, 'a')); },
       [](Config* c) { c->mutable_control()->clear_grpc_listen(); },

@@ -345,6 +345,20 @@ TEST(ConfigLoaderTest, RelayTlsAndLoginFields) {
               HasSubstr("relay.sender_login_match: needs relay.users_file"));
 }
 
+TEST(ConfigLoaderTest, ProxyProtocolFromLoads) {
+  const Config c = Loaded(
+      "listeners:\n"
+      "  - name: lb\n"
+      "    address: \"0.0.0.0:25\"\n"
+      "    proxy_protocol: true\n"
+      "    proxy_protocol_from: [10.0.0.5/32, \"2001:db8::/48\"]\n");
+  ASSERT_EQ(c.listeners_size(), 1);
+  EXPECT_TRUE(c.listeners(0).proxy_protocol());
+  ASSERT_EQ(c.listeners(0).proxy_protocol_from_size(), 2);
+  EXPECT_EQ(c.listeners(0).proxy_protocol_from(0), "10.0.0.5/32");
+  EXPECT_EQ(c.listeners(0).proxy_protocol_from(1), "2001:db8::/48");
+}
+
 TEST(ConfigLoaderTest, ValidationErrorsPointAtTheLine) {
   EXPECT_EQ(ErrorOf("node: { name: n }\n"
                     "listeners:\n"
@@ -358,6 +372,18 @@ TEST(ConfigLoaderTest, ValidationErrorsPointAtTheLine) {
                     "  - { name: a, address: \"127.0.0.1:1\" }\n"
                     "  - { name: a, address: \"127.0.0.1:2\" }\n"),
             "config.yaml:3:13: listeners[1].name: duplicate listener name \"a\"");
+  EXPECT_EQ(ErrorOf("listeners:\n"
+                    "  - { name: a, address: \"127.0.0.1:1\" }\n"
+                    "  - { name: b, address: \"127.0.0.1:2\", proxy_protocol: true }\n"),
+            "config.yaml:3:5: listeners[1].proxy_protocol_from: required when proxy_protocol "
+            "is true (the load balancers' networks)");
+  EXPECT_EQ(ErrorOf("listeners:\n"
+                    "  - name: a\n"
+                    "    address: \"127.0.0.1:1\"\n"
+                    "    proxy_protocol: true\n"
+                    "    proxy_protocol_from: [10.0.0.0/8, 10.1.0.0/8]\n"),
+            "config.yaml:5:39: listeners[0].proxy_protocol_from[1]: \"10.1.0.0/8\" has host "
+            "bits set past the /8 prefix");
   EXPECT_EQ(ErrorOf("partners:\n  - domain: p.example\n    outbound: { tls: pin }\n"),
             "config.yaml:3:15: partners[0].outbound.pins: tls: pin needs at least one pin");
 }
@@ -410,13 +436,16 @@ TEST(ConfigLoaderTest, SeedCorpusNeverThrows) {
   // would abort this test.
   for (const char* name :
        {"alias_cycle.yaml", "bad_enum.yaml", "comment_only.yaml", "duplicate_key.yaml",
-        "embedded_defaults.yaml", "empty.yaml", "multi_document.yaml", "spec_example.yaml",
-        "syntax_error.yaml", "values.yaml", "wrong_types.yaml"}) {
+        "embedded_defaults.yaml", "empty.yaml", "multi_document.yaml", "proxy_protocol_from.yaml",
+        "spec_example.yaml", "syntax_error.yaml", "values.yaml", "wrong_types.yaml"}) {
     absl::StatusOr<Config> loaded = LoadConfigFile(std::string(kCorpus) + name);
     EXPECT_NE(loaded.status().code(), absl::StatusCode::kNotFound) << name;
   }
   EXPECT_TRUE(LoadConfigFile(std::string(kCorpus) + "values.yaml").ok());
   EXPECT_TRUE(LoadConfigFile(std::string(kCorpus) + "embedded_defaults.yaml").ok());
+  absl::StatusOr<Config> proxy = LoadConfigFile(std::string(kCorpus) + "proxy_protocol_from.yaml");
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  EXPECT_EQ(proxy->listeners(0).proxy_protocol_from_size(), 3);
 }
 
 }  // namespace

@@ -77,7 +77,7 @@ CXXFLAGS=(-std=c++20 -O1 -g -fno-omit-frame-pointer
 # name | fuzz source | other sources | seed corpus | extra link flags | extra libFuzzer flags
 TARGETS=(
   "smtp_command_fuzz|engine/smtp/smtp_command_fuzz.cc|engine/smtp/smtp_command.cc common/utf8.cc|engine/smtp/testdata/smtp_command_corpus||"
-  "smtp_server_session_fuzz|engine/inbound/smtp_server_session_fuzz.cc|engine/inbound/smtp_server_session.cc engine/smtp/smtp_command.cc engine/smtp/data_reader.cc engine/inbound/relay_policy.cc engine/inbound/inbound_policy.cc common/utf8.cc|engine/inbound/testdata/smtp_server_session_corpus||"
+  "smtp_server_session_fuzz|engine/inbound/smtp_server_session_fuzz.cc|engine/inbound/smtp_server_session.cc engine/smtp/smtp_command.cc engine/smtp/data_reader.cc engine/inbound/relay_policy.cc engine/inbound/network_list.cc engine/inbound/inbound_policy.cc common/utf8.cc|engine/inbound/testdata/smtp_server_session_corpus||"
   "smtp_reply_fuzz|engine/smtp/smtp_reply_fuzz.cc|engine/smtp/smtp_reply.cc|engine/smtp/testdata/smtp_reply_corpus||"
   "smtp_client_fuzz|engine/outbound/smtp_client_fuzz.cc|engine/outbound/smtp_client_session.cc engine/smtp/smtp_reply.cc|engine/outbound/testdata/smtp_client_corpus||"
   # -max_len above kMaxProxyHeaderSize (4096), so oversized headers are tried.

@@ -26,7 +26,25 @@ InboundConnection::InboundConnection(InboundHost* host, InboundProbe* probe, IoR
 
 InboundConnection::~InboundConnection() = default;
 
+// What a peer outside a proxy listener's proxy_protocol_from is told.
+constexpr char kProxyPeerRefused[] =
+    "421 4.7.1 Error: this listener only accepts connections from its load balancers\r\n";
+
 void InboundConnection::Start() {
+  // The PROXY header names the client, and so decides relaying and limits:
+  // only the load balancers may send one. Anyone else is refused before a
+  // byte of theirs is read.
+  if (reading_proxy_header_ && !listener_.proxy_from.Contains(setup_.socket_ip)) {
+    reading_proxy_header_ = false;
+    probe_->ProxyRefused(setup_.listener_index);
+    log::LogEvent("proxy_refused", log::Level::kWarn)
+        .Add("conn", static_cast<int64_t>(setup_.id))
+        .Add("listener", listener_.name)
+        .Add("peer", setup_.socket_ip)
+        .Emit();
+    Refuse(kProxyPeerRefused);
+    return;
+  }
   stream_.StartReading();
   // Behind a load balancer the greeting waits for the PROXY header: the
   // client's real address decides admission.

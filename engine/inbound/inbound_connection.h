@@ -3,6 +3,10 @@
 // PROXY header, admission, the greeting (and its delay), STARTTLS, and the
 // hand-over of finished messages and AUTH credentials to its host.
 //
+// PROXY listeners: a TCP peer outside the listener's proxy_protocol_from is
+// answered "421 4.7.1" and closed at Start(), before anything it sent is
+// read (counted in postern_proxy_refused_total, logged as proxy_refused).
+//
 // End of input: a client that shuts down its sending half after pipelining
 // its last commands still gets every reply: the session processes what was
 // received, waits for a spool or AUTH answer it is owed, and the connection

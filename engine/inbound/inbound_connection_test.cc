@@ -24,7 +24,10 @@ using ring_test::RingPump;
 class FakeHost : public InboundHost {
  public:
   int64_t NowMs() const override { return 0; }
-  bool Admit(InboundConnection*) override { return admit; }
+  bool Admit(InboundConnection* conn) override {
+    admitted.push_back(conn->client_ip());
+    return admit;
+  }
   std::string NextQueueId() override { return "Q" + std::to_string(++ids); }
   void Spool(InboundConnection* conn, const std::string& queue_id, AcceptedMessage msg) override {
     spooled.push_back(std::move(msg));
@@ -34,6 +37,7 @@ class FakeHost : public InboundHost {
   void ConnectionClosing(InboundConnection*) override { ++closing; }
 
   bool admit = true;
+  std::vector<std::string> admitted;  // client addresses Admit was asked about
   int ids = 0;
   std::vector<AcceptedMessage> spooled;
   std::vector<std::string> spool_ids;
@@ -59,19 +63,35 @@ config::v1::Config TestConfig() {
   return c;
 }
 
+// One plaintext listener behind load balancers in 10.1.0.0/16; the forged
+// client network of issue 14 (10.9.9.0/24) is trusted.
+config::v1::Config ProxyConfig() {
+  config::v1::Config c = TestConfig();
+  config::v1::Listener* l = c.mutable_listeners(0);
+  l->set_tls(config::v1::LISTENER_TLS_NONE);
+  l->set_proxy_protocol(true);
+  l->add_proxy_protocol_from("10.1.0.0/16");
+  c.mutable_relay()->clear_trusted_networks();
+  c.mutable_relay()->add_trusted_networks("10.9.9.0/24");
+  return c;
+}
+
 class InboundConnectionTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { Build(TestConfig(), "127.0.0.1"); }
+
+  // The connection under test: a listener of `config`, TCP peer `socket_ip`.
+  void Build(const config::v1::Config& config, const std::string& socket_ip) {
     auto region = metrics::MetricRegion::Create();
     ASSERT_TRUE(region.ok()) << region.status();
     metrics_ = std::move(*region);
     probe_ = std::make_unique<InboundProbe>(metrics_.get());
-    auto policy = InboundPolicySet::FromConfig(TestConfig(), "");
+    auto policy = InboundPolicySet::FromConfig(config, "");
     ASSERT_TRUE(policy.ok()) << policy.status();
     auto pair = ring_test::MakeSocketPair();
     ConnectionSetup setup;
     setup.id = 1;
-    setup.socket_ip = "127.0.0.1";
+    setup.socket_ip = socket_ip;
     setup.socket_port = 40000;
     conn_ = std::make_unique<InboundConnection>(&host_, probe_.get(), pump_.ring(), pair.fds[0],
                                                 setup, *policy, 0);
@@ -197,6 +217,61 @@ TEST_F(InboundConnectionTest, ARefusedClientGets421AndNoSession) {
   conn_->Start();
   ASSERT_TRUE(peer_->WaitEof());
   EXPECT_EQ(peer_->received(), "421 4.7.0 Too many connections\r\n");
+}
+
+class InboundProxyConnectionTest : public InboundConnectionTest {
+ protected:
+  // Each test builds its connection with the peer address it needs.
+  void SetUp() override {}
+};
+
+// Issue 14's attack, sent by a load balancer: the header is believed.
+TEST_F(InboundProxyConnectionTest, AHeaderFromAnAllowedPeerSetsTheClient) {
+  Build(ProxyConfig(), "10.1.0.7");
+  conn_->Start();
+  peer_->Send(
+      "PROXY TCP4 10.9.9.9 10.1.0.1 40000 25\r\n"
+      "EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<victim@foreign.test>\r\n");
+  ASSERT_TRUE(peer_->ReadUntil("250 2.1.5")) << peer_->received();
+  EXPECT_EQ(peer_->received().find("220 "), 0u) << peer_->received();
+  EXPECT_EQ(host_.admitted, std::vector<std::string>{"10.9.9.9"});
+  EXPECT_EQ(conn_->client_ip(), "10.9.9.9");
+  EXPECT_TRUE(conn_->admitted());
+  EXPECT_EQ(metrics_->Get(metrics::kProxyRefused, 0), 0u);
+}
+
+// The same bytes straight from a client that went around the balancer: 421,
+// and the forged header is never read, so no session and no relaying.
+TEST_F(InboundProxyConnectionTest, APeerOutsideProxyProtocolFromIsRefusedUnread) {
+  Build(ProxyConfig(), "192.0.2.50");
+  conn_->Start();
+  peer_->Send(
+      "PROXY TCP4 10.9.9.9 10.1.0.1 40000 25\r\n"
+      "EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<victim@foreign.test>\r\nDATA\r\n"
+      "Subject: relayed\r\n\r\nx\r\n.\r\n");
+  ASSERT_TRUE(peer_->WaitEof());
+  EXPECT_EQ(peer_->received(),
+            "421 4.7.1 Error: this listener only accepts connections from its load "
+            "balancers\r\n");
+  EXPECT_TRUE(host_.admitted.empty()) << "a session was admitted for " << host_.admitted[0];
+  EXPECT_EQ(conn_->client_ip(), "192.0.2.50") << "the forged header was parsed";
+  EXPECT_FALSE(conn_->admitted());
+  EXPECT_TRUE(host_.spooled.empty());
+  EXPECT_EQ(metrics_->Get(metrics::kProxyRefused, 0), 1u);
+  EXPECT_EQ(metrics_->Get(metrics::kBytesReceived, 0), 0u) << "the peer's bytes were read";
+}
+
+// A proxy listener whose list is empty (a config that skipped validation)
+// trusts no peer: fail closed.
+TEST_F(InboundProxyConnectionTest, AnEmptyProxyProtocolFromRefusesEveryPeer) {
+  config::v1::Config c = ProxyConfig();
+  c.mutable_listeners(0)->clear_proxy_protocol_from();
+  Build(c, "10.1.0.7");
+  conn_->Start();
+  ASSERT_TRUE(peer_->WaitEof());
+  EXPECT_EQ(peer_->received().rfind("421 4.7.1 ", 0), 0u) << peer_->received();
+  EXPECT_TRUE(host_.admitted.empty());
+  EXPECT_EQ(metrics_->Get(metrics::kProxyRefused, 0), 1u);
 }
 
 }  // namespace

@@ -1,7 +1,11 @@
 #include "engine/inbound/inbound_policy_set.h"
 
+#include <string>
 #include <utility>
+#include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "common/clock.h"
 
 namespace postern::engine {
@@ -96,6 +100,14 @@ absl::StatusOr<std::shared_ptr<const InboundPolicySet>> InboundPolicySet::FromCo
     s.tls_mode = ListenerTlsMode(l.tls());
     s.auth_enabled = l.auth() == config::v1::LISTENER_AUTH_AFTER_TLS;
     s.proxy_protocol = l.proxy_protocol();
+    auto proxy_from = NetworkList::Create(
+        std::vector<std::string>(l.proxy_protocol_from().begin(), l.proxy_protocol_from().end()),
+        "proxy_protocol_from network");
+    if (!proxy_from.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("listener ", l.name(), ": ", proxy_from.status().message()));
+    }
+    s.proxy_from = std::move(*proxy_from);
     set->listeners_.push_back(std::move(s));
   }
   set->hostname_ = c.node().hostname();

@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/inbound/inbound_policy.h"
+#include "engine/inbound/network_list.h"
 #include "engine/inbound/relay_policy.h"
 #include "engine/inbound/smtp_server_session.h"
 #include "engine/inbound/user_db.h"
@@ -39,6 +40,10 @@ struct ListenerSettings {
   SessionContext::TlsMode tls_mode = SessionContext::TlsMode::kNone;
   bool auth_enabled = false;
   bool proxy_protocol = false;  // a PROXY v1/v2 header comes first
+  // With proxy_protocol: the TCP peers (load balancers) that may send the
+  // header; any other peer is refused before a byte is read. Empty refuses
+  // every peer.
+  NetworkList proxy_from;
   bool implicit_tls() const { return tls_mode == SessionContext::TlsMode::kImplicit; }
 };
 

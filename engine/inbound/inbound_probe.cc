@@ -35,6 +35,10 @@ void InboundProbe::ConnectionRefused(size_t listener) {
   metrics_->Add(metrics::kConnectionsRefused, listener);
 }
 
+void InboundProbe::ProxyRefused(size_t listener) {
+  metrics_->Add(metrics::kProxyRefused, listener);
+}
+
 void InboundProbe::ConnectionClosed(size_t listener) {
   metrics_->Set(metrics::kConnectionsActive, listener,
                 metrics_->Get(metrics::kConnectionsActive, listener) - 1);

@@ -24,6 +24,8 @@ class InboundProbe {
 
   void ConnectionAccepted(size_t listener);
   void ConnectionRefused(size_t listener);
+  // A peer outside the listener's proxy_protocol_from was refused.
+  void ProxyRefused(size_t listener);
   void ConnectionClosed(size_t listener);
   void BytesReceived(size_t listener, uint64_t bytes);
   void Rejection(std::string_view reason);

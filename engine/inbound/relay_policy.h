@@ -7,21 +7,19 @@
 //    written with a leading dot (".example.com") also matches every subdomain
 //    ("a.b.example.com") besides "example.com" itself. Matching is ASCII
 //    case-insensitive and otherwise exact (no trailing-dot folding).
-//  - A client is trusted if its address lies in one of the trusted networks.
-//    IPv4 addresses are compared as IPv4-mapped IPv6 (::ffff:a.b.c.d), so
-//    "::ffff:127.0.0.1" matches 127.0.0.0/8 and a v4 client matches
-//    ::ffff:0:0/96. Unparseable client addresses are never trusted.
+//  - A client is trusted if its address lies in one of the trusted networks
+//    (NetworkList: IPv4 compared as IPv4-mapped IPv6, so "::ffff:127.0.0.1"
+//    matches 127.0.0.0/8). Unparseable client addresses are never trusted.
 //  - MayRelay: authenticated, or trusted, or the domain is accepted.
 #ifndef POSTERN_ENGINE_INBOUND_RELAY_POLICY_H_
 #define POSTERN_ENGINE_INBOUND_RELAY_POLICY_H_
 
-#include <array>
-#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/inbound/network_list.h"
 
 namespace postern::engine {
 
@@ -43,14 +41,9 @@ class RelayPolicy {
                 bool authenticated) const;
 
  private:
-  struct Network {
-    std::array<uint8_t, 16> address;  // IPv6 or IPv4-mapped, host bits zero
-    int prefix_length;                // 0..128
-  };
-
   std::vector<std::string> exact_domains_;    // lower-case
   std::vector<std::string> domain_suffixes_;  // lower-case, with the leading dot
-  std::vector<Network> networks_;
+  NetworkList trusted_;
 };
 
 }  // namespace postern::engine
