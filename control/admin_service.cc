@@ -1,10 +1,14 @@
 #include "control/admin_service.h"
 
 #include <grpcpp/grpcpp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +20,19 @@ namespace {
 
 grpc::Status Unavailable(const absl::Status& s) {
   return grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(s.message()));
+}
+
+// Whether a process accepts connections on the unix socket at `path`.
+bool SomeoneListens(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) return false;
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  bool live = connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return live;
 }
 
 }  // namespace
@@ -174,7 +191,13 @@ AdminServer::AdminServer(std::function<admin::v1::GetStatusResponse()> status,
 AdminServer::~AdminServer() { Stop(); }
 
 absl::Status AdminServer::Start(const std::string& socket_path) {
-  // A stale socket from a crashed run would make the bind fail.
+  // A stale socket from a crashed run would make the bind fail; a live one
+  // belongs to another node (control.admin_socket outside the data dir, which
+  // the data dir lock does not cover) and is not taken from it.
+  if (SomeoneListens(socket_path)) {
+    return absl::FailedPreconditionError("admin socket " + socket_path +
+                                         " is in use by another process");
+  }
   unlink(socket_path.c_str());
   // Create the socket owner-only from the start: no window in which another
   // user could connect.

@@ -541,4 +541,11 @@ absl::Status ValidateConfig(const Config& config) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateNodeConfig(const Config& config) {
+  if (config.listeners_size() == 0) {
+    return Invalid("listeners", "none configured; a node needs at least one SMTP listener");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace postern::control

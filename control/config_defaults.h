@@ -9,6 +9,7 @@
 //                        default documented in proto/config.proto.
 //   ValidateConfig()     checks values the schema cannot express (addresses,
 //                        CIDRs, domains, pins, uniqueness, ranges).
+//   ValidateNodeConfig() what a running node needs beyond that (listeners).
 //
 // ParseConfigYaml/LoadConfigFile (config_loader.h) already call both; call
 // them directly only for a Config that arrived some other way (e.g. over the
@@ -62,6 +63,13 @@ void ApplyDefaults(postern::config::v1::Config* config);
 // The key path is written as in the YAML file so the loader can point at the
 // line; the first problem found is reported.
 absl::Status ValidateConfig(const postern::config::v1::Config& config);
+
+// What posternd needs to run a node from a valid config: at least one
+// listener. The loader does not check it (an empty file is all defaults, a
+// valid config without listeners); posternd does, at start, with
+// --check-config and on SIGHUP. OK, or InvalidArgumentError
+//   listeners: none configured; a node needs at least one SMTP listener
+absl::Status ValidateNodeConfig(const postern::config::v1::Config& config);
 
 }  // namespace postern::control
 

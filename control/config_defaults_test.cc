@@ -383,5 +383,22 @@ TEST(ConfigDefaultsTest, ValidationAcceptsEdgeValues) {
   }
 }
 
+TEST(ConfigDefaultsTest, NodeConfigNeedsAListener) {
+  EXPECT_TRUE(ValidateNodeConfig(ValidBase()).ok());
+  absl::StatusOr<Config> defaults = ParseConfigYaml(DefaultConfigYaml(), "<embedded defaults>");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_TRUE(ValidateNodeConfig(*defaults).ok());
+
+  // An empty file is a valid config (all defaults), but no node.
+  absl::StatusOr<Config> empty = ParseConfigYaml("", "empty.yaml");
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  absl::Status s = ValidateNodeConfig(*empty);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(), "listeners: none configured; a node needs at least one SMTP listener");
+  absl::StatusOr<Config> none = ParseConfigYaml("listeners: []\n", "none.yaml");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_FALSE(ValidateNodeConfig(*none).ok());
+}
+
 }  // namespace
 }  // namespace postern::control

@@ -1,6 +1,10 @@
 #include "control/metrics_server.h"
 
+#include <fcntl.h>
 #include <httplib.h>
+#include <sys/socket.h>
+
+#include "control/listen_probe.h"
 
 namespace postern::control {
 
@@ -12,7 +16,7 @@ MetricsServer::~MetricsServer() { Stop(); }
 absl::Status MetricsServer::Start(const std::string& address) {
   size_t colon = address.rfind(':');
   if (colon == std::string::npos) {
-    return absl::InvalidArgumentError("metrics_listen \"" + address + "\" is not ip:port");
+    return absl::InvalidArgumentError("\"" + address + "\" is not ip:port");
   }
   std::string host = address.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
@@ -29,8 +33,20 @@ absl::Status MetricsServer::Start(const std::string& address) {
     res.status = ready ? 200 : 503;
     res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
   });
+  // cpp-httplib's default socket options set SO_REUSEPORT: a second node
+  // configured with the same metrics_listen would bind beside the first
+  // without an error and the kernel would split the scrapes between the two.
+  // SO_REUSEADDR only (a restart must not wait out TIME_WAIT). FD_CLOEXEC
+  // too, whatever the library does: the workers must never hold the port.
+  server_->set_socket_options([](int sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    fcntl(sock, F_SETFD, FD_CLOEXEC);
+  });
+  // bind_to_port says only yes or no; the probe says why.
+  if (absl::Status probe = ProbeListenAddress(address); !probe.ok()) return probe;
   if (!server_->bind_to_port(host, port)) {
-    return absl::UnavailableError("cannot listen for metrics on " + address);
+    return absl::UnavailableError("cannot listen on " + address);
   }
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   return absl::OkStatus();

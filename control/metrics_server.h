@@ -27,7 +27,10 @@ class MetricsServer {
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
 
-  // Binds "ip:port" and starts serving on a thread.
+  // Binds "ip:port" and starts serving on a thread. The socket has
+  // SO_REUSEADDR but not SO_REUSEPORT, so an address another process listens
+  // on fails ("cannot listen on ADDRESS: Address already in use"), and
+  // FD_CLOEXEC, so processes posternd starts do not inherit it.
   absl::Status Start(const std::string& address);
   void Stop();
 

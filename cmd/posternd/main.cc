@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -14,12 +15,16 @@
 #include <string_view>
 #include <thread>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/log.h"
 #include "common/metrics_exposition.h"
 #include "control/admin_service.h"
 #include "control/config_defaults.h"
 #include "control/config_loader.h"
+#include "control/data_dir_lock.h"
 #include "control/default_certificate.h"
+#include "control/listen_probe.h"
 #include "control/metrics_server.h"
 #include "control/supervisor.h"
 
@@ -66,13 +71,39 @@ bool ParseFlags(int argc, char** argv, Flags* f) {
   return true;
 }
 
-// Parsed, defaults applied, validated (the loader does all three).
+// Parsed, defaults applied, validated (the loader does all three), and
+// something a node can run: at least one listener.
 absl::StatusOr<Config> LoadConfig(const std::string& path) {
-  if (path.empty()) {
-    return postern::control::ParseConfigYaml(postern::control::DefaultConfigYaml(),
-                                             "<embedded defaults>");
+  const std::string source = path.empty() ? "<embedded defaults>" : path;
+  absl::StatusOr<Config> config = path.empty() ? postern::control::ParseConfigYaml(
+                                                     postern::control::DefaultConfigYaml(), source)
+                                               : postern::control::LoadConfigFile(path);
+  if (!config.ok()) return config;
+  if (absl::Status st = postern::control::ValidateNodeConfig(*config); !st.ok()) {
+    return absl::InvalidArgumentError(source + ": " + std::string(st.message()));
   }
-  return postern::control::LoadConfigFile(path);
+  return config;
+}
+
+// Every address the node will listen on must be free now: a listener another
+// process holds would otherwise only show as workers failing and restarting
+// with backoff. An address in use gets kInUseGrace in all to come free (the
+// workers of a node killed a moment ago may still hold theirs).
+// control.grpc_listen is not served yet; probe it here once it is.
+constexpr absl::Duration kInUseGrace = absl::Seconds(2);
+
+absl::Status ProbeAddresses(const Config& config) {
+  const absl::Time deadline = absl::Now() + kInUseGrace;
+  auto probe = [&](const std::string& what, const std::string& address) {
+    absl::Status st = postern::control::ProbeListenAddress(
+        address, std::max(deadline - absl::Now(), absl::ZeroDuration()));
+    if (st.ok()) return st;
+    return absl::Status(st.code(), what + ": " + std::string(st.message()));
+  };
+  for (const auto& l : config.listeners()) {
+    if (absl::Status st = probe("listener " + l.name(), l.address()); !st.ok()) return st;
+  }
+  return probe("control.metrics_listen", config.control().metrics_listen());
 }
 
 // Listeners with TLS and no configured certificate use the node's default
@@ -137,12 +168,32 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  // The data dir holds the spool and private keys: owner only.
+  // One posternd per data dir: the lock comes before anything else touches
+  // the directory (certificates, spool, admin socket, workers). It is held
+  // until posternd exits; workers do not inherit it.
   std::filesystem::path data_dir = config->node().data_dir();
   std::error_code ec;
-  std::filesystem::create_directories(data_dir / "spool", ec);
+  std::filesystem::create_directories(data_dir, ec);
   if (ec) {
     std::fprintf(stderr, "posternd: cannot create %s: %s\n", data_dir.c_str(),
+                 ec.message().c_str());
+    return 2;
+  }
+  absl::StatusOr<postern::control::DataDirLock> lock =
+      postern::control::DataDirLock::Acquire(data_dir.string());
+  if (!lock.ok()) {
+    std::fprintf(stderr, "posternd: %s\n", std::string(lock.status().message()).c_str());
+    return lock.status().code() == absl::StatusCode::kFailedPrecondition ? 1 : 2;
+  }
+  if (absl::Status st = ProbeAddresses(*config); !st.ok()) {
+    std::fprintf(stderr, "posternd: %s\n", std::string(st.message()).c_str());
+    return 1;
+  }
+
+  // The data dir holds the spool and private keys: owner only.
+  std::filesystem::create_directories(data_dir / "spool", ec);
+  if (ec) {
+    std::fprintf(stderr, "posternd: cannot create %s: %s\n", (data_dir / "spool").c_str(),
                  ec.message().c_str());
     return 2;
   }
@@ -192,7 +243,8 @@ int main(int argc, char** argv) {
       [&supervisor] { return supervisor.ready(); });
   st = http.Start(config->control().metrics_listen());
   if (!st.ok()) {
-    std::fprintf(stderr, "posternd: %s\n", std::string(st.message()).c_str());
+    std::fprintf(stderr, "posternd: control.metrics_listen: %s\n",
+                 std::string(st.message()).c_str());
     return 1;
   }
   postern::control::AdminServer admin([&supervisor] { return supervisor.Status(); }, &supervisor);
