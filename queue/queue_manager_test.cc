@@ -128,7 +128,9 @@ class QueueManagerTest : public ::testing::Test {
     if (edit) edit(&record.envelope);
     const std::string id = record.envelope.queue_id();
     writer_->Submit(1, std::move(record));
-    Pump();
+    // Until its own completion came back: a slow fsync (a loaded machine,
+    // the sanitizers) can take longer than one Pump() waits.
+    for (int i = 0; i < 100 && spooled_.empty(); ++i) Pump();
     // The worker hands over what the writer gives back with the completion.
     for (SpoolCompletion& c : spooled_) {
       EXPECT_EQ(c.record.envelope.queue_id(), id);
