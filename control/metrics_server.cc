@@ -4,6 +4,9 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <chrono>
+#include <thread>
+
 #include "control/listen_probe.h"
 
 namespace postern::control {
@@ -53,6 +56,17 @@ absl::Status MetricsServer::Start(const std::string& address) {
 }
 
 void MetricsServer::Stop() {
+  if (thread_.joinable()) {
+    // cpp-httplib's stop() does nothing until its thread is inside the
+    // accept loop; a stop right after Start() (posternd exiting on a later
+    // start-up error) would leave the thread running and this join hanging.
+    // The loop starts within microseconds; the bound only guards a thread
+    // that returned at once without ever running.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!server_->is_running() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
   if (server_) server_->stop();
   if (thread_.joinable()) thread_.join();
 }
