@@ -205,6 +205,7 @@ absl::Status AdminServer::Start(const std::string& socket_path) {
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials());
   builder.RegisterService(&service_);
+  for (grpc::Service* s : extra_services_) builder.RegisterService(s);
   server_ = builder.BuildAndStart();
   umask(old);
   if (!server_) return absl::UnavailableError("cannot serve the admin API on " + socket_path);

@@ -21,11 +21,13 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proto/admin.grpc.pb.h"
+#include "proto/config.pb.h"
 #include "proto/queue_admin.pb.h"
 
 namespace grpc {
 class Server;
-}
+class Service;
+}  // namespace grpc
 
 namespace postern::control {
 
@@ -50,6 +52,21 @@ class QueueForwarder {
   // answered, or did not answer in time.
   virtual std::vector<absl::StatusOr<queue::v1::QueueReply>> Forward(const std::vector<Call>& calls,
                                                                      absl::Duration timeout) = 0;
+};
+
+// How the policy API hands a new configuration to the workers. Implemented
+// by Supervisor; thread-safe.
+class ConfigSink {
+ public:
+  virtual ~ConfigSink() = default;
+  // Sends `config` to the workers as a new configuration version, unless a
+  // later `generation` was submitted already (the newest wins; generations
+  // start at 1). Returns at once; the main loop sends it.
+  virtual void SubmitConfig(config::v1::Config config, uint64_t generation) = 0;
+  // Waits until every running worker applied or refused the version that
+  // carries `generation` (or a later one), at most `timeout`; then answers
+  // each worker's state (PENDING for those that did not answer yet).
+  virtual admin::v1::Rollout WaitForConfig(uint64_t generation, absl::Duration timeout) = 0;
 };
 
 // The shard part of a queue id (its last two hex digits, queue/queue_id.h);
@@ -99,11 +116,14 @@ class AdminServer {
   explicit AdminServer(std::function<admin::v1::GetStatusResponse()> status,
                        QueueForwarder* queue = nullptr);
   ~AdminServer();
+  // Serves `service` (borrowed, must outlive the server) too; before Start().
+  void AddService(grpc::Service* service) { extra_services_.push_back(service); }
   absl::Status Start(const std::string& socket_path);
   void Stop();
 
  private:
   AdminService service_;
+  std::vector<grpc::Service*> extra_services_;
   std::unique_ptr<grpc::Server> server_;
   std::string socket_path_;
 };

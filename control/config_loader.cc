@@ -668,7 +668,8 @@ class YamlToProto {
   std::vector<ExplicitZero> explicit_zeros_;
 };
 
-absl::StatusOr<Config> Parse(absl::string_view yaml, absl::string_view source_name) {
+absl::StatusOr<Config> Parse(absl::string_view yaml, absl::string_view source_name,
+                             Config* as_written) {
   YamlToProto mapper(source_name);
   std::istringstream in{std::string(yaml)};
   YAML::Parser parser(in);
@@ -706,6 +707,7 @@ absl::StatusOr<Config> Parse(absl::string_view yaml, absl::string_view source_na
       if (absl::Status s = mapper.FillMessage(*root, "", &config); !s.ok()) return s;
     }
   }
+  if (as_written != nullptr) *as_written = config;
   ApplyDefaults(&config);
   if (absl::Status s = mapper.CheckExplicitZeros(); !s.ok()) return s;
   if (absl::Status s = ValidateConfig(config); !s.ok()) {
@@ -724,6 +726,11 @@ absl::StatusOr<Config> Parse(absl::string_view yaml, absl::string_view source_na
 }  // namespace
 
 absl::StatusOr<Config> ParseConfigYaml(std::string_view yaml_text, std::string_view source) {
+  return ParseConfigYaml(yaml_text, source, nullptr);
+}
+
+absl::StatusOr<Config> ParseConfigYaml(std::string_view yaml_text, std::string_view source,
+                                       Config* as_written) {
   // Debian's absl has its own string_view type (ABSL_OPTION_USE_STD_STRING_VIEW
   // is 0), so the public std::string_view is converted once, here.
   const absl::string_view yaml(yaml_text.data(), yaml_text.size());
@@ -731,7 +738,7 @@ absl::StatusOr<Config> ParseConfigYaml(std::string_view yaml_text, std::string_v
   // yaml-cpp reports syntax errors (and, being a C++ library, anything else)
   // by throwing; nothing may leave this function that way.
   try {
-    return Parse(yaml, source_name);
+    return Parse(yaml, source_name, as_written);
   } catch (const YAML::Exception& e) {
     std::string where(source_name);
     if (!e.mark.is_null()) absl::StrAppend(&where, ":", e.mark.line + 1, ":", e.mark.column + 1);

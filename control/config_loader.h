@@ -74,6 +74,12 @@ absl::StatusOr<postern::config::v1::Config> LoadConfigFile(const std::string& pa
 absl::StatusOr<postern::config::v1::Config> ParseConfigYaml(std::string_view yaml,
                                                             std::string_view source_name);
 
+// As above; `as_written` (if not null) also gets the message as the YAML
+// wrote it, before defaults (filled once the YAML mapped; the admin API
+// stores policy that way, so the file's defaults apply when it is merged).
+absl::StatusOr<postern::config::v1::Config> ParseConfigYaml(
+    std::string_view yaml, std::string_view source_name, postern::config::v1::Config* as_written);
+
 }  // namespace postern::control
 
 #endif  // POSTERN_CONTROL_CONFIG_LOADER_H_

@@ -50,6 +50,8 @@ struct Supervisor::Worker {
   int64_t backoff_ms = kMinBackoffMs;
   bool drained = false;
   uint64_t applied_version = 0;
+  uint64_t refused_version = 0;
+  std::string refused_error;
 };
 
 Supervisor::Supervisor(config::v1::Config config, SupervisorOptions options)
@@ -108,6 +110,8 @@ void Supervisor::PublishStatus() {
     ws->set_shard(w->shard);
     ws->set_pid(w->pid > 0 ? static_cast<uint32_t>(w->pid) : 0);
     ws->set_config_version(w->applied_version);
+    ws->set_refused_config_version(w->refused_version);
+    ws->set_refused_error(w->refused_error);
     if (w->pid > 0) {
       ws->set_state(w->ready ? admin::v1::WORKER_STATE_READY : admin::v1::WORKER_STATE_STARTING);
     } else {
@@ -117,6 +121,82 @@ void Supervisor::PublishStatus() {
   }
   absl::MutexLock lock(&status_mu_);
   status_ = std::move(next);
+  status_generation_ = applied_generation_;
+  status_changed_.SignalAll();
+}
+
+void Supervisor::SubmitConfig(config::v1::Config config, uint64_t generation) {
+  {
+    absl::MutexLock lock(&submit_mu_);
+    if (generation <= submitted_generation_) return;
+    submitted_generation_ = generation;
+    submitted_ = std::make_unique<config::v1::Config>(std::move(config));
+  }
+  const uint64_t one = 1;
+  if (wake_fd_ >= 0 && write(wake_fd_, &one, sizeof one) < 0) {
+    // EAGAIN only: the loop is awake anyway.
+  }
+}
+
+admin::v1::Rollout Supervisor::WaitForConfig(uint64_t generation, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::MutexLock lock(&status_mu_);
+  admin::v1::Rollout out;
+  while (true) {
+    out.Clear();
+    bool pending = false;
+    if (status_generation_ < generation) {
+      pending = true;
+      for (const auto& ws : status_.workers()) {
+        auto* r = out.add_workers();
+        r->set_shard(ws.shard());
+        r->set_state(admin::v1::ROLLOUT_STATE_PENDING);
+      }
+    } else {
+      const uint64_t version = status_.config_version();
+      out.set_config_version(version);
+      for (const auto& ws : status_.workers()) {
+        auto* r = out.add_workers();
+        r->set_shard(ws.shard());
+        if (ws.config_version() >= version) {
+          r->set_state(admin::v1::ROLLOUT_STATE_APPLIED);
+        } else if (ws.refused_config_version() >= version) {
+          r->set_state(admin::v1::ROLLOUT_STATE_REFUSED);
+          r->set_error(ws.refused_error());
+        } else if (ws.pid() == 0) {
+          r->set_state(admin::v1::ROLLOUT_STATE_NOT_RUNNING);
+        } else {
+          r->set_state(admin::v1::ROLLOUT_STATE_PENDING);
+          pending = true;
+        }
+      }
+    }
+    if (!pending) return out;
+    if (status_changed_.WaitWithDeadline(&status_mu_, deadline)) return out;  // timed out
+  }
+}
+
+void Supervisor::ApplySubmittedConfig() {
+  std::unique_ptr<config::v1::Config> next;
+  uint64_t generation = 0;
+  {
+    absl::MutexLock lock(&submit_mu_);
+    if (submitted_ == nullptr || submitted_generation_ <= applied_generation_) return;
+    next = std::move(submitted_);
+    generation = submitted_generation_;
+  }
+  config_ = std::move(*next);
+  applied_generation_ = generation;
+  SendNewConfig();
+}
+
+void Supervisor::SendNewConfig() {
+  ++config_version_;
+  log::LogEvent("reloaded").Add("version", static_cast<int64_t>(config_version_)).Emit();
+  for (auto& w : workers_) {
+    if (w->ipc_fd >= 0) SendSetup(w.get(), /*reconfigure=*/true);
+  }
+  PublishStatus();
 }
 
 uint32_t Supervisor::WorkerForShard(uint32_t shard) const {
@@ -307,6 +387,8 @@ absl::Status Supervisor::Spawn(Worker* w) {
   w->drained = false;
   w->started_ms = NowMs();
   w->restart_at_ms = -1;
+  w->refused_version = 0;
+  w->refused_error.clear();
   SendSetup(w, /*reconfigure=*/false);
   log::LogEvent("worker_started").Add("shard", w->shard).Add("worker_pid", pid).Emit();
   return absl::OkStatus();
@@ -355,7 +437,12 @@ void Supervisor::OnWorkerReadable(Worker* w) {
       log::LogEvent("worker_ready").Add("shard", w->shard).Add("worker_pid", w->pid).Emit();
     } else if (msg.has_config_ack()) {
       const auto& ack = msg.config_ack();
-      if (ack.applied()) w->applied_version = ack.config_version();
+      if (ack.applied()) {
+        w->applied_version = ack.config_version();
+      } else {
+        w->refused_version = ack.config_version();
+        w->refused_error = ack.error();
+      }
       log::LogEvent(ack.applied() ? "config_acked" : "config_nacked",
                     ack.applied() ? log::Level::kInfo : log::Level::kWarn)
           .Add("shard", w->shard)
@@ -422,6 +509,11 @@ void Supervisor::StartDrain() {
 }
 
 void Supervisor::Reload() {
+  if (options_.on_reload) {
+    options_.on_reload();  // submits; ApplySubmittedConfig() sends it
+    ApplySubmittedConfig();
+    return;
+  }
   if (!options_.reload) {
     log::LogEvent("reload_skipped").Add("reason", "running on embedded defaults").Emit();
     return;
@@ -434,12 +526,7 @@ void Supervisor::Reload() {
     return;
   }
   config_ = std::move(*next);
-  ++config_version_;
-  log::LogEvent("reloaded").Add("version", static_cast<int64_t>(config_version_)).Emit();
-  for (auto& w : workers_) {
-    if (w->ipc_fd >= 0) SendSetup(w.get(), /*reconfigure=*/true);
-  }
-  PublishStatus();
+  SendNewConfig();
 }
 
 void Supervisor::RotateTicketKey() {
@@ -475,6 +562,7 @@ absl::Status Supervisor::Run() {
   signal(SIGPIPE, SIG_IGN);
 
   RotateTicketKey();
+  PublishStatus();
   for (auto& w : workers_) {
     absl::Status st = Spawn(w.get());
     if (!st.ok()) return st;
@@ -508,6 +596,7 @@ absl::Status Supervisor::Run() {
     }
 
     FlushQueueOutbox();
+    if (!draining_) ApplySubmittedConfig();
     std::vector<pollfd> fds;
     fds.push_back({sfd, POLLIN, 0});
     fds.push_back({wake_fd_, POLLIN, 0});

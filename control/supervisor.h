@@ -48,9 +48,13 @@ struct SupervisorOptions {
   uint32_t workers = 1;
   // Re-reads the configuration (SIGHUP). Empty: SIGHUP only logs.
   std::function<absl::StatusOr<config::v1::Config>()> reload;
+  // If set, SIGHUP calls this instead of `reload` (on the main thread); it
+  // hands the new configuration over with SubmitConfig(). posternd uses it
+  // to merge the file with the policy store.
+  std::function<void()> on_reload;
 };
 
-class Supervisor final : public QueueForwarder {
+class Supervisor final : public QueueForwarder, public ConfigSink {
  public:
   Supervisor(config::v1::Config config, SupervisorOptions options);
   ~Supervisor() override;
@@ -76,6 +80,12 @@ class Supervisor final : public QueueForwarder {
                                                              absl::Duration timeout) override
       ABSL_LOCKS_EXCLUDED(queue_mu_);
 
+  // ConfigSink, for any thread.
+  void SubmitConfig(config::v1::Config config, uint64_t generation) override
+      ABSL_LOCKS_EXCLUDED(submit_mu_);
+  admin::v1::Rollout WaitForConfig(uint64_t generation, absl::Duration timeout) override
+      ABSL_LOCKS_EXCLUDED(status_mu_);
+
   // Shard directories in <data_dir>/spool/ that no worker owns (k >= N),
   // each given to worker k mod N: the adopted_shards of `worker`'s setup.
   static std::vector<uint32_t> AdoptedShards(const std::string& data_dir, uint32_t workers,
@@ -90,6 +100,10 @@ class Supervisor final : public QueueForwarder {
   void OnChildExit(pid_t pid, int status);
   void StartDrain();
   void Reload();
+  // Main thread: sends a configuration SubmitConfig() left, if newer.
+  void ApplySubmittedConfig() ABSL_LOCKS_EXCLUDED(submit_mu_);
+  // Main thread: config_ as the next version, to every running worker.
+  void SendNewConfig();
   void RotateTicketKey();
   // Copies the main thread's view of the workers for Status().
   void PublishStatus() ABSL_LOCKS_EXCLUDED(status_mu_);
@@ -116,7 +130,16 @@ class Supervisor final : public QueueForwarder {
   int64_t drain_deadline_ms_ = 0;
 
   mutable absl::Mutex status_mu_;
+  mutable absl::CondVar status_changed_;
   admin::v1::GetStatusResponse status_ ABSL_GUARDED_BY(status_mu_);
+  // The generation of the configuration in status_ (0: none submitted yet).
+  uint64_t status_generation_ ABSL_GUARDED_BY(status_mu_) = 0;
+
+  // Configurations from SubmitConfig(), newest generation only.
+  absl::Mutex submit_mu_;
+  uint64_t submitted_generation_ ABSL_GUARDED_BY(submit_mu_) = 0;
+  std::unique_ptr<config::v1::Config> submitted_ ABSL_GUARDED_BY(submit_mu_);
+  uint64_t applied_generation_ = 0;  // main thread
 
   // Queue requests between the gRPC threads and the main loop.
   struct OutgoingQueueRequest {

@@ -5,6 +5,12 @@
 //       [--state active|deferred|held] [--min-age DURATION] [--limit N] [--after ID]
 //   posternctl [--server ADDR] [--json] queue show ID
 //   posternctl [--server ADDR] [--json] queue retry|hold|release|delete|bounce ID...
+//   posternctl [--server ADDR] [--json] apply -f FILE [--dry-run] [--expect-revision R]
+//   posternctl [--server ADDR] [--json] policy show
+//   posternctl [--server ADDR] [--json] policy history [--limit N]
+//   posternctl [--server ADDR] [--json] policy rollback REVISION [--expect-revision R]
+//   posternctl [--server ADDR] [--json] partner list
+//   posternctl [--server ADDR] [--json] partner delete DOMAIN [--expect-revision R]
 //
 // ADDR: "unix:/path/admin.sock" (default unix:./var/postern/admin.sock, the
 // embedded defaults' data dir) or a plain path to the socket. --json prints
@@ -13,7 +19,8 @@
 // fetched a page at a time.
 //
 // Exit status: 0 on success, 1 when the node refused or failed a request (an
-// action fails for any of its ids), 2 for a usage error.
+// action fails for any of its ids), 2 for a usage error. A refused policy
+// call prints the gRPC status code name and message ("ABORTED: ...").
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
@@ -21,11 +28,15 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <fstream>
+#include <iostream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -45,7 +56,13 @@ constexpr char kUsage[] =
     "                  [--state active|deferred|held] [--min-age DURATION] [--limit N] "
     "[--after ID]\n"
     "       posternctl [--server ADDR] [--json] queue show ID\n"
-    "       posternctl [--server ADDR] [--json] queue retry|hold|release|delete|bounce ID...\n";
+    "       posternctl [--server ADDR] [--json] queue retry|hold|release|delete|bounce ID...\n"
+    "       posternctl [--server ADDR] [--json] apply -f FILE [--dry-run] [--expect-revision R]\n"
+    "       posternctl [--server ADDR] [--json] policy show\n"
+    "       posternctl [--server ADDR] [--json] policy history [--limit N]\n"
+    "       posternctl [--server ADDR] [--json] policy rollback REVISION [--expect-revision R]\n"
+    "       posternctl [--server ADDR] [--json] partner list\n"
+    "       posternctl [--server ADDR] [--json] partner delete DOMAIN [--expect-revision R]\n";
 
 constexpr uint32_t kPageSize = 1000;  // the server's maximum page
 
@@ -384,6 +401,324 @@ int Queue(admin::Admin::Stub* stub, const std::vector<std::string>& args, bool j
   return QueueAction(stub, it->second, rest, json);
 }
 
+// --- policy ---
+
+const char* CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "UNKNOWN";
+  }
+}
+
+int PolicyRpcFailed(const grpc::Status& st) {
+  std::fprintf(stderr, "posternctl: %s: %s\n", CodeName(st.error_code()),
+               st.error_message().c_str());
+  return 1;
+}
+
+const char* ChangeVerb(postern::control::v1::ChangeKind kind, bool dry_run) {
+  switch (kind) {
+    case postern::control::v1::CHANGE_KIND_ADDED:
+      return dry_run ? "would add" : "added";
+    case postern::control::v1::CHANGE_KIND_MODIFIED:
+      return dry_run ? "would change" : "changed";
+    case postern::control::v1::CHANGE_KIND_REMOVED:
+      return dry_run ? "would remove" : "removed";
+    default:
+      return "?";
+  }
+}
+
+const char* RolloutName(admin::RolloutState s) {
+  switch (s) {
+    case admin::ROLLOUT_STATE_APPLIED:
+      return "applied";
+    case admin::ROLLOUT_STATE_REFUSED:
+      return "refused";
+    case admin::ROLLOUT_STATE_PENDING:
+      return "pending";
+    case admin::ROLLOUT_STATE_NOT_RUNNING:
+      return "not running";
+    default:
+      return "unknown";
+  }
+}
+
+// Prints a change's outcome. 1 when a worker refused the new configuration
+// (the change is committed, but not in force there).
+int PrintChange(const admin::PolicyChangeResponse& r, bool json) {
+  bool refused = false;
+  for (const auto& w : r.rollout().workers()) refused |= w.state() == admin::ROLLOUT_STATE_REFUSED;
+  if (json) {
+    PrintJson(r);
+  } else {
+    if (r.dry_run()) {
+      std::printf("dry run at revision %lld: nothing committed\n",
+                  static_cast<long long>(r.revision()));
+    } else if (r.committed()) {
+      std::printf("revision %lld\n", static_cast<long long>(r.revision()));
+    } else {
+      std::printf("no change (revision %lld)\n", static_cast<long long>(r.revision()));
+    }
+    for (const auto& c : r.changes()) {
+      std::printf("  %s partner %s\n", ChangeVerb(c.kind(), r.dry_run()), c.domain().c_str());
+    }
+    if (r.committed()) {
+      int applied = 0;
+      for (const auto& w : r.rollout().workers()) {
+        applied += w.state() == admin::ROLLOUT_STATE_APPLIED;
+      }
+      std::printf("config v%llu: %d/%d workers applied\n",
+                  static_cast<unsigned long long>(r.rollout().config_version()), applied,
+                  r.rollout().workers_size());
+      for (const auto& w : r.rollout().workers()) {
+        if (w.state() == admin::ROLLOUT_STATE_APPLIED) continue;
+        std::printf("  worker %u: %s%s%s\n", w.shard(), RolloutName(w.state()),
+                    w.error().empty() ? "" : ": ", w.error().c_str());
+      }
+    }
+  }
+  if (refused) {
+    std::fprintf(stderr, "posternctl: committed, but a worker refused the new configuration\n");
+    return 1;
+  }
+  return 0;
+}
+
+bool ParseRevision(const std::map<std::string, std::string>& opt, int64_t* revision) {
+  auto it = opt.find("expect-revision");
+  if (it == opt.end()) return true;
+  if (!absl::SimpleAtoi(it->second, revision) || *revision <= 0) {
+    std::fprintf(stderr, "posternctl: --expect-revision must be a positive number\n");
+    return false;
+  }
+  return true;
+}
+
+void SetPolicyDeadline(grpc::ClientContext* ctx) {
+  // The node waits up to 5 s for its workers after a change.
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(15));
+}
+
+int Apply(admin::Policy::Stub* stub, const std::vector<std::string>& args, bool json) {
+  std::vector<std::string> rest;
+  std::string file;
+  bool dry_run = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "-f" && i + 1 < args.size()) {
+      file = args[++i];
+    } else if (args[i] == "--dry-run") {
+      dry_run = true;
+    } else {
+      rest.push_back(args[i]);
+    }
+  }
+  std::map<std::string, std::string> opt;
+  std::vector<std::string> positional;
+  if (file.empty() || !ParseOptions(rest, {"expect-revision"}, &opt, &positional) ||
+      !positional.empty()) {
+    return Usage();
+  }
+  int64_t expect = 0;
+  if (!ParseRevision(opt, &expect)) return 2;
+  std::string text;
+  if (file == "-") {
+    std::ostringstream ss;
+    ss << std::cin.rdbuf();
+    text = ss.str();
+  } else {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      std::fprintf(stderr, "posternctl: cannot read %s\n", file.c_str());
+      return 2;
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  admin::ApplyPolicyRequest request;
+  request.set_yaml(text);
+  request.set_dry_run(dry_run);
+  request.set_expect_revision(expect);
+  grpc::ClientContext ctx;
+  SetPolicyDeadline(&ctx);
+  admin::PolicyChangeResponse reply;
+  grpc::Status st = stub->ApplyPolicy(&ctx, request, &reply);
+  if (!st.ok()) return PolicyRpcFailed(st);
+  return PrintChange(reply, json);
+}
+
+std::string Describe(const postern::config::v1::Partner& p) {
+  std::vector<std::string> parts;
+  if (p.has_inbound()) {
+    parts.push_back(p.inbound().require_tls() ? "inbound: require_tls" : "inbound: tls optional");
+    if (p.inbound().pins_size() > 0)
+      parts.push_back(absl::StrCat(p.inbound().pins_size(), " pins"));
+  }
+  if (p.has_outbound() &&
+      p.outbound().tls() != postern::config::v1::OUTBOUND_TLS_MODE_UNSPECIFIED) {
+    std::string mode = postern::config::v1::OutboundTlsMode_Name(p.outbound().tls());
+    const std::string prefix = "OUTBOUND_TLS_MODE_";
+    if (mode.rfind(prefix, 0) == 0) mode = mode.substr(prefix.size());
+    parts.push_back("outbound: " + absl::AsciiStrToLower(mode));
+  }
+  return parts.empty() ? "-" : absl::StrJoin(parts, ", ");
+}
+
+int PolicyShow(admin::Policy::Stub* stub, bool json, bool partners_only) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  admin::GetPolicyResponse reply;
+  grpc::Status st = stub->GetPolicy(&ctx, admin::GetPolicyRequest(), &reply);
+  if (!st.ok()) return PolicyRpcFailed(st);
+  if (json) {
+    PrintJson(reply);
+    return 0;
+  }
+  if (!partners_only) {
+    std::printf("revision %lld  config file %s\n", static_cast<long long>(reply.revision()),
+                reply.config_file().c_str());
+  }
+  std::printf("%-32s %-6s %8s  %s\n", "PARTNER", "SOURCE", "REVISION", "POLICY");
+  for (const auto& p : reply.partners()) {
+    const bool file = p.source() == admin::POLICY_SOURCE_FILE;
+    std::printf("%-32s %-6s %8s  %s%s\n", p.partner().domain().c_str(), file ? "file" : "store",
+                file ? "-" : absl::StrCat(p.mod_revision()).c_str(), Describe(p.partner()).c_str(),
+                p.shadowed() ? "  (shadowed by the file)" : "");
+  }
+  return 0;
+}
+
+int PolicyHistory(admin::Policy::Stub* stub, const std::vector<std::string>& args, bool json) {
+  std::map<std::string, std::string> opt;
+  std::vector<std::string> positional;
+  if (!ParseOptions(args, {"limit"}, &opt, &positional) || !positional.empty()) return Usage();
+  admin::PolicyHistoryRequest request;
+  if (auto it = opt.find("limit"); it != opt.end()) {
+    uint32_t limit = 0;
+    if (!absl::SimpleAtoi(it->second, &limit) || limit == 0) {
+      std::fprintf(stderr, "posternctl: --limit must be a positive number\n");
+      return 2;
+    }
+    request.set_limit(limit);
+  }
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  admin::PolicyHistoryResponse reply;
+  grpc::Status st = stub->PolicyHistory(&ctx, request, &reply);
+  if (!st.ok()) return PolicyRpcFailed(st);
+  if (json) {
+    PrintJson(reply);
+    return 0;
+  }
+  std::printf("%-8s %-23s %-10s %s\n", "REVISION", "TIME", "ACTOR", "SUMMARY");
+  for (const auto& r : reply.records()) {
+    std::printf("%-8lld %-23s %-10s %s\n", static_cast<long long>(r.revision()),
+                FormatTimestamp(r.time()).c_str(), r.actor().c_str(), r.summary().c_str());
+    for (const auto& c : r.changes()) {
+      const char* kind = c.kind() == postern::control::v1::CHANGE_KIND_ADDED      ? "+"
+                         : c.kind() == postern::control::v1::CHANGE_KIND_MODIFIED ? "~"
+                                                                                  : "-";
+      std::printf("         %s %s\n", kind, c.key().c_str());
+    }
+  }
+  return 0;
+}
+
+int PolicyRollback(admin::Policy::Stub* stub, const std::vector<std::string>& args, bool json) {
+  std::map<std::string, std::string> opt;
+  std::vector<std::string> positional;
+  if (!ParseOptions(args, {"expect-revision"}, &opt, &positional) || positional.size() != 1) {
+    return Usage();
+  }
+  admin::RollbackPolicyRequest request;
+  int64_t revision = 0;
+  if (!absl::SimpleAtoi(positional[0], &revision) || revision < 0) {
+    std::fprintf(stderr, "posternctl: not a revision: %s\n", positional[0].c_str());
+    return 2;
+  }
+  int64_t expect = 0;
+  if (!ParseRevision(opt, &expect)) return 2;
+  request.set_revision(revision);
+  request.set_expect_revision(expect);
+  grpc::ClientContext ctx;
+  SetPolicyDeadline(&ctx);
+  admin::PolicyChangeResponse reply;
+  grpc::Status st = stub->RollbackPolicy(&ctx, request, &reply);
+  if (!st.ok()) return PolicyRpcFailed(st);
+  return PrintChange(reply, json);
+}
+
+int PartnerDelete(admin::Policy::Stub* stub, const std::vector<std::string>& args, bool json) {
+  std::map<std::string, std::string> opt;
+  std::vector<std::string> positional;
+  if (!ParseOptions(args, {"expect-revision"}, &opt, &positional) || positional.size() != 1) {
+    return Usage();
+  }
+  int64_t expect = 0;
+  if (!ParseRevision(opt, &expect)) return 2;
+  admin::DeletePartnerRequest request;
+  request.set_domain(positional[0]);
+  request.set_expect_revision(expect);
+  grpc::ClientContext ctx;
+  SetPolicyDeadline(&ctx);
+  admin::PolicyChangeResponse reply;
+  grpc::Status st = stub->DeletePartner(&ctx, request, &reply);
+  if (!st.ok()) return PolicyRpcFailed(st);
+  return PrintChange(reply, json);
+}
+
+int Policy(admin::Policy::Stub* stub, const std::vector<std::string>& args, bool json) {
+  if (args.empty()) return Usage();
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "show" && rest.empty()) return PolicyShow(stub, json, false);
+  if (args[0] == "history") return PolicyHistory(stub, rest, json);
+  if (args[0] == "rollback") return PolicyRollback(stub, rest, json);
+  return Usage();
+}
+
+int Partner(admin::Policy::Stub* stub, const std::vector<std::string>& args, bool json) {
+  if (args.empty()) return Usage();
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "list" && rest.empty()) return PolicyShow(stub, json, true);
+  if (args[0] == "delete") return PartnerDelete(stub, rest, json);
+  return Usage();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -413,5 +748,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (args[0] == "status" && rest.empty()) return Status(stub.get(), json);
   if (args[0] == "queue") return Queue(stub.get(), rest, json);
+  auto policy = admin::Policy::NewStub(channel);
+  if (args[0] == "apply") return Apply(policy.get(), rest, json);
+  if (args[0] == "policy") return Policy(policy.get(), rest, json);
+  if (args[0] == "partner") return Partner(policy.get(), rest, json);
   return Usage();
 }

@@ -26,6 +26,8 @@
 #include "control/default_certificate.h"
 #include "control/listen_probe.h"
 #include "control/metrics_server.h"
+#include "control/policy_service.h"
+#include "control/policy_store/embedded_policy_store.h"
 #include "control/supervisor.h"
 
 namespace {
@@ -205,6 +207,33 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Block the supervisor's signals before any thread starts (the policy
+  // store's among them) so that only the main thread's signalfd sees them.
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&mask, s);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+
+  // The policy managed through the API (partners for now), kept for the
+  // life of the process. The effective configuration is the file's plus
+  // the store's partners (control/effective_config.h).
+  postern::control::EmbeddedPolicyStoreOptions store_options;
+  store_options.lease_check_interval = absl::ZeroDuration();  // no leases used yet
+  auto store =
+      postern::control::EmbeddedPolicyStore::Open((data_dir / "control").string(), store_options);
+  if (!store.ok()) {
+    std::fprintf(stderr, "posternd: policy store %s: %s\n", (data_dir / "control").c_str(),
+                 std::string(store.status().message()).c_str());
+    return 1;
+  }
+  postern::control::PolicyService policy(
+      store->get(), *config, flags.config_path.empty() ? "<embedded defaults>" : flags.config_path);
+  absl::StatusOr<Config> effective = policy.Effective();
+  if (!effective.ok()) {
+    std::fprintf(stderr, "posternd: %s\n", std::string(effective.status().message()).c_str());
+    return 2;
+  }
+
   postern::control::SupervisorOptions options;
   unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   options.workers = flags.workers > 0              ? static_cast<uint32_t>(flags.workers)
@@ -213,25 +242,19 @@ int main(int argc, char** argv) {
   options.worker_binary = flags.worker_binary.empty() ? FindWorkerBinary() : flags.worker_binary;
   if (!flags.config_path.empty()) {
     std::string path = flags.config_path;
-    options.reload = [path] { return LoadNodeConfig(path); };
+    options.on_reload = [path, &policy] { (void)policy.Reload(LoadNodeConfig(path)); };
   }
 
   std::vector<std::string> listener_names;
   for (const auto& l : config->listeners()) listener_names.push_back(l.name());
 
-  postern::control::Supervisor supervisor(*config, options);
+  postern::control::Supervisor supervisor(*effective, options);
+  policy.set_sink(&supervisor);
   absl::Status st = supervisor.Prepare();
   if (!st.ok()) {
     std::fprintf(stderr, "posternd: %s\n", std::string(st.message()).c_str());
     return 1;
   }
-
-  // Block the supervisor's signals before any thread starts so that only the
-  // main thread's signalfd sees them.
-  sigset_t mask;
-  sigemptyset(&mask);
-  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&mask, s);
-  sigprocmask(SIG_BLOCK, &mask, nullptr);
 
   postern::control::MetricsServer http(
       [&supervisor, listener_names] {
@@ -248,6 +271,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   postern::control::AdminServer admin([&supervisor] { return supervisor.Status(); }, &supervisor);
+  admin.AddService(&policy);
   st = admin.Start(config->control().admin_socket());
   if (!st.ok()) {
     std::fprintf(stderr, "posternd: %s\n", std::string(st.message()).c_str());
