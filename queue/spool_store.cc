@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "common/rocksdb_hooks.h"
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
 #include "queue/queue_id.h"
@@ -45,36 +46,6 @@ absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   return absl::InternalError(message);
 }
 
-// Keeps RocksDB from leaving its error state on its own: the store reopens
-// the database instead (spool_store.h says why), and a write racing with an
-// automatic recovery would reach the failed WAL file.
-class NoAutoRecovery : public rocksdb::EventListener {
- public:
-  const char* Name() const override { return "PosternNoAutoRecovery"; }
-  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/, rocksdb::Status /*error*/,
-                            bool* auto_recovery) override {
-    *auto_recovery = false;
-  }
-};
-
-// RocksDB's info log, on stderr (the worker's log) instead of a LOG file in
-// the spool directory. A LOG file shares the spool's disk: when that disk is
-// full, RocksDB 7.8 (Debian builds keep assertions) aborts on the next log
-// line after a failed one (WritableFileWriter "sync_without_flush_called_"),
-// which would turn a full disk into a crashing worker. Warnings and errors
-// only: the info level is chatty.
-class StderrLogger : public rocksdb::Logger {
- public:
-  StderrLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
-  using rocksdb::Logger::Logv;
-  void Logv(const char* format, va_list ap) override {
-    char line[1024];
-    const int n = std::vsnprintf(line, sizeof(line), format, ap);
-    if (n < 0) return;
-    std::fprintf(stderr, "rocksdb: %s\n", line);
-  }
-};
-
 rocksdb::DBOptions MakeDbOptions(const SpoolOptions& options) {
   rocksdb::DBOptions db;
   db.create_if_missing = true;
@@ -89,11 +60,11 @@ rocksdb::DBOptions MakeDbOptions(const SpoolOptions& options) {
   db.bytes_per_sync = 1 << 20;  // smooth writeback of SST and blob files
   // Obsolete files are deleted by a background job, not by the writer.
   db.avoid_unnecessary_blocking_io = true;
-  db.listeners.push_back(std::make_shared<NoAutoRecovery>());
+  db.listeners.push_back(NoAutoRecoveryListener());
   db.max_bgerror_resume_count = 0;
   db.keep_log_file_num = 4;
   db.max_log_file_size = 8 << 20;
-  db.info_log = std::make_shared<StderrLogger>();
+  db.info_log = StderrInfoLog("rocksdb");
   return db;
 }
 

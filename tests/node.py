@@ -5,6 +5,7 @@ sends SIGTERM and waits, and kill() is the fallback, so no test leaves
 processes behind.
 """
 import http.client
+import json
 import os
 import random
 import re
@@ -224,3 +225,20 @@ listeners:
         for marker in ("ERROR: AddressSanitizer", "runtime error:"):
             if marker in logs:
                 raise AssertionError(f"sanitizer report in node logs:\n{logs[-4000:]}")
+
+
+class CtlMixin:
+    """posternctl against self.socket ("unix:PATH") for a TestCase: ctl()
+    asserts the exit status and returns (stdout, stderr); ctl_json() parses
+    --json output."""
+
+    def ctl(self, *args, expect_rc=0):
+        r = subprocess.run([binary("posternctl"), "--server", self.socket, *args],
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, expect_rc,
+                         f"posternctl {' '.join(args)}: {r.stdout.decode()}{r.stderr.decode()}")
+        return r.stdout.decode(), r.stderr.decode()
+
+    def ctl_json(self, *args, expect_rc=0):
+        out, _ = self.ctl(*args, "--json", expect_rc=expect_rc)
+        return json.loads(out)

@@ -6,11 +6,10 @@ rollback and a restart behave."""
 import json
 import os
 import socket
-import subprocess
 import time
 import unittest
 
-from node import Node, binary, read_reply
+from node import CtlMixin, Node, read_reply
 
 REQUIRE_TLS = "partners:\n  - { domain: partner.example, inbound: { require_tls: true } }\n"
 BAD_PIN = ("partners:\n"
@@ -19,24 +18,13 @@ BAD_PIN = ("partners:\n"
 FILE_PARTNER = "partners:\n  - { domain: bank.example, inbound: { require_tls: true } }\n"
 
 
-class PolicyApiTest(unittest.TestCase):
+class PolicyApiTest(CtlMixin, unittest.TestCase):
     def setUp(self):
         self.node = Node(workers=2, extra_yaml=FILE_PARTNER).start()
         self.addCleanup(self.node.close)
         self.socket = "unix:" + os.path.join(self.node.data_dir, "admin.sock")
 
     # --- helpers ---
-
-    def ctl(self, *args, expect_rc=0):
-        r = subprocess.run([binary("posternctl"), "--server", self.socket, *args],
-                           capture_output=True, timeout=60)
-        self.assertEqual(r.returncode, expect_rc,
-                         f"posternctl {' '.join(args)}: {r.stdout.decode()}{r.stderr.decode()}")
-        return r.stdout.decode(), r.stderr.decode()
-
-    def ctl_json(self, *args, expect_rc=0):
-        out, _ = self.ctl(*args, "--json", expect_rc=expect_rc)
-        return json.loads(out)
 
     def write(self, name, text):
         path = os.path.join(self.node.dir, name)

@@ -2,20 +2,18 @@
 (delivery held, so it stays there), posternctl lists, shows, holds,
 releases, deletes and bounces it over the admin socket, and postern-spool
 confirms what is on disk. Two workers, so listings merge two shards."""
-import json
 import os
 import re
 import smtplib
-import subprocess
 import unittest
 
-from node import Node, binary
+from node import CtlMixin, Node
 
 MESSAGE = b"From: alice@client.test\r\nSubject: queue admin\r\n\r\nhello\r\n"
 QUEUE_ID = re.compile(r"^[0-9A-F]{16}$")
 
 
-class QueueAdminTest(unittest.TestCase):
+class QueueAdminTest(CtlMixin, unittest.TestCase):
     workers = 2
 
     def setUp(self):
@@ -24,17 +22,6 @@ class QueueAdminTest(unittest.TestCase):
         self.socket = "unix:" + os.path.join(self.node.data_dir, "admin.sock")
 
     # --- helpers ---
-
-    def ctl(self, *args, expect_rc=0):
-        r = subprocess.run([binary("posternctl"), "--server", self.socket, *args],
-                           capture_output=True, timeout=60)
-        self.assertEqual(r.returncode, expect_rc,
-                         f"posternctl {' '.join(args)}: {r.stdout.decode()}{r.stderr.decode()}")
-        return r.stdout.decode(), r.stderr.decode()
-
-    def ctl_json(self, *args, expect_rc=0):
-        out, _ = self.ctl(*args, "--json", expect_rc=expect_rc)
-        return json.loads(out)
 
     def listing(self, *args):
         """queue list --json: {queue id: summary}."""

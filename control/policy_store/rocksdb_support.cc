@@ -11,38 +11,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
+#include "common/rocksdb_hooks.h"
 
 namespace postern::control::policy_store_internal {
-namespace {
-
-// Keeps RocksDB from leaving its error state on its own: after a failed
-// write the store closes and reopens the database (embedded_policy_store.h,
-// queue/spool_store.h say why).
-class NoAutoRecovery : public rocksdb::EventListener {
- public:
-  const char* Name() const override { return "PosternPolicyNoAutoRecovery"; }
-  void OnErrorRecoveryBegin(rocksdb::BackgroundErrorReason /*reason*/, rocksdb::Status /*error*/,
-                            bool* auto_recovery) override {
-    *auto_recovery = false;
-  }
-};
-
-// RocksDB's info log on stderr (posternd's log), warnings and errors only,
-// not in a LOG file on the store's disk: RocksDB 7.8 aborts on the log line
-// after a failed one, which would turn a full disk into a crash.
-class StderrLogger : public rocksdb::Logger {
- public:
-  StderrLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
-  using rocksdb::Logger::Logv;
-  void Logv(const char* format, va_list ap) override {
-    char line[1024];
-    const int n = std::vsnprintf(line, sizeof(line), format, ap);
-    if (n < 0) return;
-    std::fprintf(stderr, "rocksdb(policy): %s\n", line);
-  }
-};
-
-}  // namespace
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -101,9 +72,9 @@ rocksdb::DBOptions MakeDbOptions(rocksdb::Env* env) {
   db.max_total_wal_size = 64ull << 20;
   db.max_background_jobs = 2;
   db.avoid_unnecessary_blocking_io = true;
-  db.listeners.push_back(std::make_shared<NoAutoRecovery>());
+  db.listeners.push_back(NoAutoRecoveryListener());
   db.max_bgerror_resume_count = 0;
-  db.info_log = std::make_shared<StderrLogger>();
+  db.info_log = StderrInfoLog("rocksdb(policy)");
   return db;
 }
 
