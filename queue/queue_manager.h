@@ -123,6 +123,8 @@ class QueueManager : public SpoolClient {
   // Messages kept in memory for their first attempt, and their bytes.
   size_t fresh_messages() const { return fresh_.size(); }
   size_t fresh_bytes() const { return fresh_bytes_; }
+  // Writes submitted and not completed yet (tests wait for them).
+  size_t writes_in_flight() const { return writes_.size(); }
 
  private:
   struct Attempt;

@@ -144,7 +144,11 @@ class QueueManagerTest : public ::testing::Test {
   void Pump(bool expect_ok = true) {
     for (int rounds = 0; rounds < 50; ++rounds) {
       pollfd p{writer_->completion_eventfd(), POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) return;
+      // While the manager still waits for one of its writes, wait for it
+      // (a slow fsync on a loaded machine or under the sanitizers); else a
+      // short wait for anything else in flight.
+      const bool waiting = manager_ != nullptr && manager_->writes_in_flight() > 0;
+      if (poll(&p, 1, waiting ? 5000 : 100) <= 0) return;
       uint64_t value;
       (void)!read(writer_->completion_eventfd(), &value, sizeof(value));
       for (SpoolCompletion& c : writer_->TakeCompletions()) {

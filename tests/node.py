@@ -138,7 +138,11 @@ listeners:
             start_new_session=True,
         )
         if wait_ready:
-            wait_for(self.ready, what="node ready")
+            try:
+                wait_for(self.ready, what="node ready")
+            except TimeoutError as e:
+                tail = "\n".join(self.logs().splitlines()[-60:])
+                raise TimeoutError(f"{e}; /readyz {self.http('/readyz')}; log tail:\n{tail}") from None
         return self
 
     def url(self, path: str) -> str:
