@@ -18,9 +18,9 @@
 #include <filesystem>
 #include <utility>
 
-#include "common/rocksdb_hooks.h"
 #include "absl/strings/str_cat.h"
 #include "common/absl_compat.h"
+#include "common/rocksdb_hooks.h"
 #include "queue/queue_id.h"
 
 namespace postern::queue {

@@ -17,34 +17,14 @@ namespace postern::control {
 namespace {
 
 using ::postern::control::testing::Apply;
-using ::postern::control::testing::FakeClock;
-using ::postern::control::testing::FreshDir;
 using ::postern::control::testing::PairsAt;
 using ::postern::control::testing::Put;
 using ::postern::control::testing::TestAudit;
 using ::postern::control::testing::TestOptions;
 using Pairs = std::vector<std::pair<std::string, std::string>>;
 
-class EmbeddedPolicyStoreTest : public ::testing::Test {
+class EmbeddedPolicyStoreTest : public testing::StoreTest {
  protected:
-  void SetUp() override {
-    dir_ = FreshDir();
-    Reopen();
-  }
-
-  void Reopen() {
-    store_.reset();
-    auto store = EmbeddedPolicyStore::Open(dir_, TestOptions(&clock_));
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-  }
-
-  int64_t Revision() {
-    auto info = store_->Info();
-    EXPECT_TRUE(info.ok()) << info.status();
-    return info.ok() ? info->revision : -1;
-  }
-
   absl::StatusOr<TxnResult> Txn(std::vector<Compare> compares, std::vector<TxnOp> ops) {
     TxnRequest request;
     request.compares = std::move(compares);
@@ -52,10 +32,6 @@ class EmbeddedPolicyStoreTest : public ::testing::Test {
     request.audit = TestAudit();
     return store_->Txn(request);
   }
-
-  FakeClock clock_;
-  std::string dir_;
-  std::unique_ptr<EmbeddedPolicyStore> store_;
 };
 
 TEST_F(EmbeddedPolicyStoreTest, NewStoreIsEmptyAtRevisionZero) {

@@ -12,36 +12,18 @@
 namespace postern::control {
 namespace {
 
-using ::postern::control::testing::FakeClock;
-using ::postern::control::testing::FreshDir;
 using ::postern::control::testing::PairsAt;
 using ::postern::control::testing::Put;
-using ::postern::control::testing::TestOptions;
 using ::postern::control::testing::WatchRecorder;
 using Pairs = std::vector<std::pair<std::string, std::string>>;
 
-class LeaseTest : public ::testing::Test {
+class LeaseTest : public testing::StoreTest {
  protected:
-  void SetUp() override {
-    dir_ = FreshDir();
-    Reopen();
-  }
-  void Reopen() {
-    store_.reset();
-    auto store = EmbeddedPolicyStore::Open(dir_, TestOptions(&clock_));
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = std::move(*store);
-  }
-  int64_t Revision() { return store_->Info()->revision; }
   int64_t Grant(absl::Duration ttl) {
     auto lease = store_->GrantLease(ttl);
     EXPECT_TRUE(lease.ok()) << lease.status();
     return lease.ok() ? lease->id : 0;
   }
-
-  FakeClock clock_;
-  std::string dir_;
-  std::unique_ptr<EmbeddedPolicyStore> store_;
 };
 
 TEST_F(LeaseTest, ExpiryDeletesTheKeysInOneAuditedRevision) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -96,6 +97,32 @@ inline std::vector<std::pair<std::string, std::string>> PairsAt(PolicyStore& sto
 }
 
 // Collects what a watch delivers; thread-safe.
+// A store in a fresh directory on a fake clock, reopened at will.
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = FreshDir();
+    Reopen();
+  }
+
+  void Reopen() {
+    store_.reset();
+    auto store = EmbeddedPolicyStore::Open(dir_, TestOptions(&clock_));
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = std::move(*store);
+  }
+
+  int64_t Revision() {
+    auto info = store_->Info();
+    EXPECT_TRUE(info.ok()) << info.status();
+    return info.ok() ? info->revision : -1;
+  }
+
+  FakeClock clock_;
+  std::string dir_;
+  std::unique_ptr<EmbeddedPolicyStore> store_;
+};
+
 class WatchRecorder {
  public:
   WatchCallback Callback() {
